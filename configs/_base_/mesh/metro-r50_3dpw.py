@@ -1,0 +1,1 @@
+_base_ = ['metro-r50.py', '3dpw.py']

@@ -1,0 +1,1 @@
+_base_ = ['metro-r50.py', 'h36m.py']

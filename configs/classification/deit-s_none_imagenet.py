@@ -1,0 +1,1 @@
+_base_ = ['../_base_/classification/deit-s_imagenet.py', '../_base_/methods/none.py']

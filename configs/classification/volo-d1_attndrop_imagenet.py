@@ -1,0 +1,1 @@
+_base_ = ['../_base_/classification/volo-d1_imagenet.py', '../_base_/methods/attndrop.py']

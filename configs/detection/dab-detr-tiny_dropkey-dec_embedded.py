@@ -1,0 +1,1 @@
+_base_ = ['../_base_/detection/dab-detr-tiny_shapes.py', '../_base_/methods/dropkey-dec.py']

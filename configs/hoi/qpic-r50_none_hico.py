@@ -1,0 +1,1 @@
+_base_ = ['../_base_/hoi/qpic-r50_hico.py', '../_base_/methods/none.py']

@@ -1,0 +1,1 @@
+_base_ = ['../_base_/mesh/metro-r50_3dpw.py', '../_base_/methods/none.py']

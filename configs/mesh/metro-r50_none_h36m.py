@@ -1,0 +1,1 @@
+_base_ = ['../_base_/mesh/metro-r50_h36m.py', '../_base_/methods/none.py']

@@ -1,0 +1,135 @@
+"""Attention modules built on :func:`dropkey_attention`.
+
+``DropKeyAttentionMixin`` holds the per-layer settings and the entropy meter; both the native
+``DropKeyMultiheadAttention`` and the adapters that ``inject_dropkey`` puts on existing modules
+route their attention through its ``_attend``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .functional import allowed_keys, check_method, dropkey_attention, sample_method_keep_mask
+from .masks import restore_empty_rows
+
+
+@dataclass
+class DropKeySettings:
+    """How one attention layer regularises its keys. Not a module: state dicts stay unchanged."""
+
+    method: str = "dropkey"
+    drop_ratio: float = 0.0
+    key_grid: Optional[Sequence[int]] = None
+    num_prefix_keys: int = 0
+    block_size: int = 3
+    record_stats: bool = False
+    entropy_sum: float = field(default=0.0, repr=False)
+    entropy_rows: int = field(default=0, repr=False)
+
+    def __post_init__(self):
+        check_method(self.method)
+
+    def mask_options(self) -> dict:
+        return dict(key_grid=self.key_grid, num_prefix_keys=self.num_prefix_keys,
+                    block_size=self.block_size)
+
+
+def row_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of each attention row (last dim); 0·log 0 counts as 0."""
+    weights = weights.float()
+    return -torch.special.xlogy(weights, weights).sum(dim=-1)
+
+
+class DropKeyAttentionMixin:
+    """Gives a module ``self.dropkey`` settings and an ``_attend`` that applies them."""
+
+    dropkey: DropKeySettings
+
+    def _attend(self, q, k, v, attn_mask: Optional[torch.Tensor] = None, need_weights: bool = False,
+                scale: Optional[float] = None):
+        """Attention over (B, H, N, D) tensors; returns ``(out, weights or None)``."""
+        settings = self.dropkey
+        record = settings.record_stats and not self.training
+        out = dropkey_attention(
+            q, k, v, settings.drop_ratio, method=settings.method, training=self.training,
+            attn_mask=attn_mask, need_weights=need_weights or record, scale=scale,
+            **settings.mask_options())
+        if not (need_weights or record):
+            return out, None
+        out, weights = out
+        if record:
+            self._record_entropy(weights)
+        return out, weights
+
+    def _record_entropy(self, weights: torch.Tensor) -> None:
+        with torch.no_grad():
+            entropy = row_entropy(weights)
+        self.dropkey.entropy_sum += float(entropy.sum())
+        self.dropkey.entropy_rows += entropy.numel()
+
+    def _logit_keep_mask(self, shape, device, attn_mask: Optional[torch.Tensor] = None):
+        """The DropKey keep mask for logits of ``shape``, or None when nothing is dropped.
+
+        For modules that must touch the logits themselves (e.g. talking-heads attention).
+        """
+        settings = self.dropkey
+        if not (self.training and settings.drop_ratio > 0 and settings.method != "none"):
+            return None
+        keep = sample_method_keep_mask(settings.method, shape, settings.drop_ratio, device=device,
+                                       **settings.mask_options())
+        if settings.method == "attn_drop":
+            return keep
+        return restore_empty_rows(keep, allowed_keys(attn_mask))
+
+
+class DropKeyMultiheadAttention(DropKeyAttentionMixin, nn.Module):
+    """Multi-head attention for self-attention (``key=None``) and cross-attention.
+
+    Inputs are (B, N, C), batch first. ``attn_mask`` follows SDPA: boolean (True = attend) or
+    additive float, broadcastable to (B, H, Nq, Nk); ``key_padding_mask`` (B, Nk) is True at
+    padded keys.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, *, kdim: Optional[int] = None,
+                 vdim: Optional[int] = None, qkv_bias: bool = True, proj_drop: float = 0.0,
+                 drop_ratio: float = 0.0, method: str = "dropkey", **settings):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(kdim or embed_dim, embed_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(vdim or embed_dim, embed_dim, bias=qkv_bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.dropkey = DropKeySettings(method=method, drop_ratio=drop_ratio, **settings)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        return x.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
+                need_weights: bool = False):
+        key = query if key is None else key
+        value = key if value is None else value
+        q = self._split_heads(self.q_proj(query))
+        k = self._split_heads(self.k_proj(key))
+        v = self._split_heads(self.v_proj(value))
+        if key_padding_mask is not None:
+            attend = ~key_padding_mask.bool()[:, None, None, :]
+            attn_mask = attend if attn_mask is None else _and_masks(attn_mask, attend)
+        out, weights = self._attend(q, k, v, attn_mask=attn_mask, need_weights=need_weights)
+        out = out.transpose(1, 2).flatten(2)
+        out = self.proj_drop(self.out_proj(out))
+        return (out, weights) if need_weights else out
+
+
+def _and_masks(mask: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+    """Combine an SDPA-style mask with a boolean may-attend mask."""
+    if mask.dtype == torch.bool:
+        return mask & attend
+    return mask.masked_fill(~attend, float("-inf"))

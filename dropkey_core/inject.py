@@ -1,0 +1,157 @@
+"""Put DropKey into existing models without touching their parameters.
+
+``inject_dropkey`` finds every attention module with a registered adapter, switches its class to
+a subclass whose forward routes attention through DropKey, and gives it per-layer settings. The
+module object, its children and its parameters stay the same, so state-dict keys and weights are
+unchanged and a checkpoint saved before injection loads after it.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import torch.nn as nn
+
+from .adapters import ADAPTERS, UNTOUCHED, adapted_class, qualified_name
+from .attention import DropKeyAttentionMixin, DropKeySettings
+from .functional import check_method
+from .schedules import layer_drop_ratios
+
+_LAST_INDEX = re.compile(r"^(.*\.\d+)(?:\.|$)")
+
+
+def layer_key(module_name: str) -> str:
+    """The layer an attention module belongs to: its name up to the last numeric component.
+
+    ``blocks.3.attn`` -> ``blocks.3``; ``decoder.layers.0.self_attn.attn`` and
+    ``decoder.layers.0.cross_attn.attn`` share ``decoder.layers.0``, so both get layer 0's ratio.
+    """
+    match = _LAST_INDEX.match(module_name)
+    return match.group(1) if match else module_name
+
+
+@dataclass
+class AttentionLayer:
+    name: str
+    type: str
+    method: str
+    drop_ratio: float
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        record = {"name": self.name, "method": self.method, "drop_ratio": self.drop_ratio}
+        if self.note:
+            record["note"] = self.note
+        return record
+
+
+def _attention_modules(model: nn.Module):
+    """(name, module) of every adaptable attention module, outermost first, in model order."""
+    for name, module in model.named_modules():
+        if isinstance(module, DropKeyAttentionMixin) or qualified_name(type(module)) in ADAPTERS:
+            yield name, module
+
+
+def _default_grid(model: nn.Module):
+    """Key grid and prefix-token count of the first timm ViT-style (sub)model that has them."""
+    for module in model.modules():
+        grid = getattr(getattr(module, "patch_embed", None), "grid_size", None)
+        if grid is not None:
+            return tuple(grid), int(getattr(module, "num_prefix_tokens", 0))
+    return None, 0
+
+
+def inject_dropkey(
+    model: nn.Module,
+    drop_ratio: float,
+    *,
+    method: str = "dropkey",
+    schedule: str = "linear_decrease",
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    ratios: Optional[Sequence[float]] = None,
+    include: Optional[str] = None,
+    exclude: Optional[str] = None,
+    groups: Optional[Iterable[str]] = None,
+    key_grid: Optional[Sequence[int]] = None,
+    num_prefix_keys: Optional[int] = None,
+    block_size: int = 3,
+    record_stats: bool = False,
+) -> list[AttentionLayer]:
+    """Replace the attention of ``model`` in place and return what was replaced.
+
+    Args:
+        drop_ratio: base ratio of the schedule (see :mod:`dropkey_core.schedules`).
+        method: ``none``, ``attn_drop``, ``dropkey``, ``dropkey_block`` or ``dropkey_cross``.
+        schedule, start, end, ratios: the per-layer schedule, applied over layers in depth order.
+            Layers are found with :func:`layer_key`.
+        include, exclude: regular expressions on module names (``re.search``).
+        groups: regular expressions, one per stack (e.g. ``[r"^encoder\\.", r"^decoder\\."]``);
+            each stack gets its own schedule over its own layers. Modules in no group are skipped.
+        key_grid, num_prefix_keys: the key grid for the structured methods; by default read from
+            a timm model's ``patch_embed.grid_size`` and ``num_prefix_tokens``.
+        record_stats: record the mean attention entropy of each layer in eval mode.
+    """
+    check_method(method)
+    default_grid, default_prefix = _default_grid(model)
+    key_grid = default_grid if key_grid is None else key_grid
+    num_prefix_keys = default_prefix if num_prefix_keys is None else num_prefix_keys
+    patterns = [re.compile(g) for g in groups] if groups is not None else [re.compile("")]
+
+    stacks: list[OrderedDict[str, list[tuple[str, nn.Module]]]] = [OrderedDict() for _ in patterns]
+    for name, module in _attention_modules(model):
+        if include is not None and not re.search(include, name):
+            continue
+        if exclude is not None and re.search(exclude, name):
+            continue
+        for pattern, stack in zip(patterns, stacks):
+            if pattern.search(name):
+                stack.setdefault(layer_key(name), []).append((name, module))
+                break
+
+    for stack in stacks:
+        if not stack:
+            continue
+        layer_ratios = layer_drop_ratios(drop_ratio, len(stack), schedule, start=start, end=end,
+                                         ratios=ratios)
+        for ratio, members in zip(layer_ratios, stack.values()):
+            for _, module in members:
+                if not isinstance(module, DropKeyAttentionMixin):
+                    module.__class__ = adapted_class(type(module))
+                module.dropkey = DropKeySettings(
+                    method=method, drop_ratio=0.0 if method == "none" else ratio,
+                    key_grid=key_grid, num_prefix_keys=num_prefix_keys, block_size=block_size,
+                    record_stats=record_stats)
+    return attention_layers(model)
+
+
+def attention_layers(model: nn.Module) -> list[AttentionLayer]:
+    """Every attention module of ``model``: the DropKey-capable ones with their settings, and the
+    known non-dot-product ones (e.g. deformable attention), which are left as they are."""
+    layers = []
+    for name, module in model.named_modules():
+        if isinstance(module, DropKeyAttentionMixin):
+            origin = getattr(type(module), "adapted_from", type(module))
+            layers.append(AttentionLayer(name, qualified_name(origin), module.dropkey.method,
+                                         module.dropkey.drop_ratio))
+        elif qualified_name(type(module)) in UNTOUCHED:
+            layers.append(AttentionLayer(name, qualified_name(type(module)), "untouched", 0.0,
+                                         UNTOUCHED[qualified_name(type(module))]))
+    return layers
+
+
+def set_attention_stats(model: nn.Module, enabled: bool = True) -> None:
+    """Turn entropy recording on or off (it is done in eval mode only) and reset the meters."""
+    for _, module in _attention_modules(model):
+        if isinstance(module, DropKeyAttentionMixin):
+            module.dropkey.record_stats = enabled
+            module.dropkey.entropy_sum, module.dropkey.entropy_rows = 0.0, 0
+
+
+def attention_entropy(model: nn.Module) -> dict[str, float]:
+    """Mean attention entropy (nats) per layer recorded since the last reset, by module name."""
+    return {name: module.dropkey.entropy_sum / module.dropkey.entropy_rows
+            for name, module in _attention_modules(model)
+            if isinstance(module, DropKeyAttentionMixin) and module.dropkey.entropy_rows}

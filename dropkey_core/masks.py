@@ -1,0 +1,139 @@
+"""Samplers for key-drop masks.
+
+Every sampler returns a boolean *keep* mask of shape ``(B, H, Nq, Nk)``: ``True`` where query ``q``
+may attend to key ``k``. The unstructured sampler draws each entry independently; the structured
+ones draw whole windows (``block``) or whole rows and columns (``cross``) of the key grid, per
+(batch, head, query), and never drop prefix tokens such as the class token.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Grid = Sequence[int]
+
+
+def sample_keep_mask(
+    shape: Sequence[int],
+    drop_ratio: float,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+) -> torch.Tensor:
+    """I.i.d. keep mask: each entry is dropped with probability ``drop_ratio``.
+
+    Draws 16-bit integers and compares them with a threshold, so no float tensor of the mask's
+    size is built. ``drop_ratio`` is quantised to 1/65536 (an error below 1e-5).
+    """
+    threshold = round(drop_ratio * 65536) - 32768
+    bits = torch.randint(-32768, 32768, tuple(shape), dtype=torch.int16, generator=generator,
+                         device=device)
+    return bits >= threshold
+
+
+def infer_key_grid(num_keys: int, num_prefix_keys: int, key_grid: Optional[Grid]) -> tuple[int, int]:
+    """The (height, width) of the key grid; a square grid is assumed when none is given."""
+    grid_keys = num_keys - num_prefix_keys
+    if key_grid is None:
+        side = math.isqrt(grid_keys)
+        if side * side != grid_keys:
+            raise ValueError(
+                f"{grid_keys} grid keys do not form a square grid; pass key_grid=(height, width)")
+        return side, side
+    height, width = int(key_grid[0]), int(key_grid[1])
+    if height * width != grid_keys:
+        raise ValueError(f"key_grid {height}x{width} does not match {num_keys} keys with "
+                         f"{num_prefix_keys} prefix keys")
+    return height, width
+
+
+@lru_cache(maxsize=256)
+def _block_seed_rate(drop_ratio: float, height: int, width: int, block_size: int) -> float:
+    """Rate of block centres that makes the expected dropped fraction of the grid ``drop_ratio``.
+
+    A key at grid position ``o`` is dropped when any of the ``c(o)`` centres whose window covers it
+    fires, so the dropped fraction is ``mean(1 - (1 - g) ** c(o))``; solved for ``g`` by bisection.
+    """
+    cover = _cover_counts(height, width, block_size)
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        dropped = (1 - (1 - mid) ** cover).mean().item()
+        low, high = (mid, high) if dropped < drop_ratio else (low, mid)
+    return (low + high) / 2
+
+
+def _cover_counts(height: int, width: int, block_size: int) -> torch.Tensor:
+    """Number of in-grid window centres covering each grid position (windows clipped at edges)."""
+    ones = torch.ones(1, 1, height, width, dtype=torch.float64)
+    summed = F.avg_pool2d(ones, block_size, stride=1, padding=block_size // 2,
+                          count_include_pad=True) * block_size ** 2
+    return summed[..., :height, :width].round()
+
+
+def _with_prefix(grid_keep: torch.Tensor, num_prefix_keys: int) -> torch.Tensor:
+    if num_prefix_keys == 0:
+        return grid_keep
+    prefix = grid_keep.new_ones(*grid_keep.shape[:-1], num_prefix_keys)
+    return torch.cat([prefix, grid_keep], dim=-1)
+
+
+def sample_block_keep_mask(
+    shape: Sequence[int],
+    drop_ratio: float,
+    *,
+    key_grid: Optional[Grid] = None,
+    num_prefix_keys: int = 0,
+    block_size: int = 3,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+) -> torch.Tensor:
+    """Drops square ``block_size`` windows of the key grid (clipped at its edges), per query."""
+    *lead, num_keys = shape
+    height, width = infer_key_grid(num_keys, num_prefix_keys, key_grid)
+    block_size = min(block_size, height, width)
+    rate = _block_seed_rate(float(drop_ratio), height, width, block_size)
+    rows = math.prod(lead)
+    centres = torch.rand(rows, 1, height, width, generator=generator, device=device) < rate
+    dropped = F.max_pool2d(centres.float(), block_size, stride=1, padding=block_size // 2)
+    grid_keep = dropped[..., :height, :width].reshape(*lead, height * width) == 0
+    return _with_prefix(grid_keep, num_prefix_keys)
+
+
+def sample_cross_keep_mask(
+    shape: Sequence[int],
+    drop_ratio: float,
+    *,
+    key_grid: Optional[Grid] = None,
+    num_prefix_keys: int = 0,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+) -> torch.Tensor:
+    """Drops whole rows and whole columns of the key grid, per query.
+
+    Each row and each column is dropped with probability ``r = 1 - sqrt(1 - p)``, so a key
+    survives with probability ``(1 - r) ** 2 = 1 - p``.
+    """
+    *lead, num_keys = shape
+    height, width = infer_key_grid(num_keys, num_prefix_keys, key_grid)
+    line_ratio = 1.0 - math.sqrt(1.0 - drop_ratio)
+    row_keep = torch.rand(*lead, height, 1, generator=generator, device=device) >= line_ratio
+    col_keep = torch.rand(*lead, 1, width, generator=generator, device=device) >= line_ratio
+    grid_keep = (row_keep & col_keep).reshape(*lead, height * width)
+    return _with_prefix(grid_keep, num_prefix_keys)
+
+
+def restore_empty_rows(keep: torch.Tensor, allowed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Undo the drop for every query whose allowed keys were all dropped.
+
+    Such a row is computed as if nothing had been dropped: it can neither become NaN (as
+    ``-inf`` masking would give) nor uniform over all keys (as the paper's ``-1e12`` gives in
+    float32, which ignores the logits and any attention mask). ``allowed`` is the boolean part of
+    a caller's attention mask, broadcastable to ``keep``.
+    """
+    survivors = keep if allowed is None else keep & allowed
+    return keep | ~survivors.any(dim=-1, keepdim=True)

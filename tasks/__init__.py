@@ -1,0 +1,1 @@
+"""Benchmark tasks; importing this package registers them with the mmengine/mmdet registries."""

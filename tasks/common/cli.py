@@ -1,0 +1,51 @@
+"""Command-line plumbing shared by tools/train.py and tools/test.py (OpenMMLab style)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mmengine.config import Config, DictAction
+
+from .files import DataFormatError
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work-dir", help="directory for logs, checkpoints and report.json "
+                        "(default: work_dirs/<config name>)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic algorithms (slower)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+                        help="override config entries, e.g. train_cfg.max_epochs=2")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                        help="job launcher for distributed runs (torchrun: pytorch)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(args.local_rank)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or str(
+        Path("work_dirs") / Path(args.config).stem)
+    randomness = dict(cfg.get("randomness", {}))
+    if args.seed is not None:
+        randomness["seed"] = args.seed
+    if args.deterministic:
+        randomness["deterministic"] = True
+    cfg.randomness = randomness
+    return cfg
+
+
+def run_cli(main) -> None:
+    """Run ``main()``; bad input data ends the process with a one-line error and exit code 2."""
+    try:
+        main()
+    except DataFormatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

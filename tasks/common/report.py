@@ -1,0 +1,201 @@
+"""The run report: ``WORK_DIR/report.json``, the contract between a run and the aggregation.
+
+Written atomically at the end of every finished train or test run (rank 0 only); a run that
+fails writes none. ``read_report`` validates one, naming the file and the field at fault.
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+from mmengine.dist import get_world_size, is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from dropkey_core import attention_entropy, attention_layers, set_attention_stats
+
+from .files import DataFormatError, load_json, write_json_atomic
+
+REPORT_NAME = "report.json"
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = {
+    "task": str, "config": str, "method": str, "schedule": str, "attention_layers": list,
+    "seed": (int, type(None)), "dataset": str, "metrics": dict, "primary_metric": str,
+    "higher_is_better": bool, "epochs": (int, float), "train_seconds": (int, float),
+    "versions": dict, "git_commit": str,
+}
+VERSIONED_PACKAGES = ("torch", "mmengine", "mmdet", "mmcv", "timm")
+MAX_CURVE_POINTS = 200
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def package_versions() -> dict:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str:
+    """HEAD of the checkout this code runs from, with ``+dirty`` when it has local changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _curves(message_hub) -> dict:
+    """Logged scalars (train losses, lr, val metrics) as at most MAX_CURVE_POINTS points each."""
+    curves = {}
+    for key, buffer in message_hub.log_scalars.items():
+        values = buffer.data[0]
+        stride = max(1, math.ceil(len(values) / MAX_CURVE_POINTS))
+        steps = list(range(0, len(values), stride))
+        curves[key] = {"step": [s + 1 for s in steps], "value": [float(values[s]) for s in steps]}
+    return curves
+
+
+def _float_metrics(metrics: dict) -> dict:
+    out = {}
+    for key, value in metrics.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue  # tables and per-image lists are logged, not reported
+    return out
+
+
+class BenchReportHook(Hook):
+    """Records attention entropy during evaluation and writes the report when the run ends."""
+
+    priority = "VERY_LOW"
+
+    def __init__(self, record_entropy: bool = True):
+        self.record_entropy = record_entropy
+        self.metrics: Optional[dict] = None
+        self.entropy: dict = {}
+        self.mode = "test"
+        self.train_started = self.train_seconds = self.iter_seconds = 0.0
+        self.train_iters = 0
+        self._iter_started = 0.0
+
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+    def before_train(self, runner):
+        self.mode = "train"
+        self.train_started = time.perf_counter()
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self._iter_started = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.iter_seconds += time.perf_counter() - self._iter_started
+        self.train_iters += 1
+
+    def after_train(self, runner):
+        self.train_seconds = time.perf_counter() - self.train_started
+
+    def _start_eval(self, runner):
+        if self.record_entropy:
+            set_attention_stats(self._model(runner), True)
+
+    def _end_eval(self, runner, metrics):
+        self.metrics = dict(metrics or {})
+        if self.record_entropy:
+            self.entropy = attention_entropy(self._model(runner))
+            set_attention_stats(self._model(runner), False)
+
+    def before_val_epoch(self, runner):
+        self._start_eval(runner)
+
+    def before_test_epoch(self, runner):
+        self._start_eval(runner)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._end_eval(runner, metrics)
+
+    def after_test_epoch(self, runner, metrics=None):
+        self._end_eval(runner, metrics)
+
+    def after_run(self, runner):
+        if not is_main_process():
+            return
+        if self.metrics is None:
+            raise RuntimeError("the run produced no evaluation metrics; report.json needs them")
+        write_json_atomic(Path(runner.work_dir) / REPORT_NAME, self.build_report(runner))
+
+    def build_report(self, runner) -> dict:
+        cfg = runner.cfg
+        dropkey = cfg.get("dropkey", {})
+        metrics = _float_metrics(self.metrics)
+        primary = cfg.get("primary_metric")
+        if primary not in metrics:
+            raise KeyError(f"primary_metric {primary!r} is not among the metrics {sorted(metrics)}")
+        layers = []
+        for layer in attention_layers(self._model(runner)):
+            record = layer.as_dict()
+            if layer.name in self.entropy:
+                record["entropy"] = self.entropy[layer.name]
+            layers.append(record)
+        batch_size = runner.train_dataloader.batch_size if self.mode == "train" else 0
+        samples = self.train_iters * batch_size * get_world_size()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "mode": self.mode,
+            "task": cfg.get("task", "unknown"),
+            "config": str(cfg.filename),
+            "method": cfg.get("method_name", dropkey.get("method", "none")),
+            "schedule": dropkey.get("schedule", "constant"),
+            "base_drop_ratio": float(dropkey.get("drop_ratio", 0.0)),
+            "attention_layers": layers,
+            "seed": runner.seed,
+            "dataset": cfg.get("dataset_name", "unknown"),
+            "metrics": metrics,
+            "primary_metric": primary,
+            "higher_is_better": bool(cfg.get("higher_is_better", True)),
+            "epochs": runner.epoch,
+            "iterations": runner.iter,
+            "train_seconds": round(self.train_seconds, 3),
+            "train_samples_per_second": (samples / self.iter_seconds if self.iter_seconds else None),
+            "curves": _curves(runner.message_hub),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "work_dir": str(runner.work_dir),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+
+def read_report(path) -> dict:
+    """Load and validate a report; raise DataFormatError naming the file and field at fault."""
+    report = load_json(path, "report")
+    if not isinstance(report, dict):
+        raise DataFormatError(path, "<root>", "expected a JSON object")
+    for field, kind in REQUIRED_FIELDS.items():
+        if field not in report:
+            raise DataFormatError(path, field, "missing")
+        if not isinstance(report[field], kind) or isinstance(report[field], bool) and kind is not bool:
+            raise DataFormatError(path, field, f"has type {type(report[field]).__name__}")
+    for key, value in report["metrics"].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise DataFormatError(path, f"metrics.{key}", "is not a number")
+    if report["primary_metric"] not in report["metrics"]:
+        raise DataFormatError(path, "primary_metric",
+                              f"{report['primary_metric']!r} is not a key of metrics")
+    for i, layer in enumerate(report["attention_layers"]):
+        if not isinstance(layer, dict) or not {"name", "method", "drop_ratio"} <= set(layer):
+            raise DataFormatError(path, f"attention_layers[{i}]",
+                                  "needs name, method and drop_ratio")
+    return report

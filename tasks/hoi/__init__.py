@@ -1,0 +1,6 @@
+"""HOI detection on HICO-DET (QPIC/CDN format): dataset, QPIC model and HICO-DET mAP."""
+from .dataset import HicoDetDataset
+from .metric import HoiMetric
+from .model import QPIC
+
+__all__ = ["HicoDetDataset", "HoiMetric", "QPIC"]

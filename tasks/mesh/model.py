@@ -1,0 +1,199 @@
+"""A METRO / FastMETRO-style mesh regressor with SMPL-parameter queries.
+
+CNN backbone -> image feature tokens -> transformer encoder (timm ViT blocks) -> transformer
+decoder (``nn.TransformerDecoderLayer``) whose queries are one token per SMPL joint rotation plus
+one for the shape and one for the camera -> SMPL pose (6D rotations), betas and a weak-perspective
+camera, decoded into vertices and joints by smplx. Predictions start at the mean parameters
+(the heads are zero-initialised), as in HMR/SPIN. DropKey is injected into the encoder's and the
+decoder's attention by the runner; nothing here depends on it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+
+from tasks.common.files import DataFormatError
+
+from .body_model import BodyModel
+
+NUM_SMPL_JOINTS = 24
+LOSS_TERMS = ("vertices", "joints3d", "keypoints2d", "pose", "betas")
+
+
+def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
+    """(..., 6) -> (..., 3, 3) by Gram-Schmidt (Zhou et al. 2019); the 6 numbers are the first
+    two columns of the matrix, row by row, as in SPIN's mean parameters."""
+    columns = x.unflatten(-1, (3, 2))
+    first = F.normalize(columns[..., 0], dim=-1)
+    second = F.normalize(columns[..., 1] - (first * columns[..., 1]).sum(-1, keepdim=True) * first,
+                         dim=-1)
+    return torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=-1)
+
+
+def rotmat_to_rot6d(rotmat: torch.Tensor) -> torch.Tensor:
+    return rotmat[..., :2].flatten(-2)
+
+
+def axis_angle_to_rotmat(pose: torch.Tensor) -> torch.Tensor:
+    """(B, 72) axis-angle -> (B, 24, 3, 3)."""
+    from smplx.lbs import batch_rodrigues
+
+    return batch_rodrigues(pose.reshape(-1, 3)).view(pose.shape[0], NUM_SMPL_JOINTS, 3, 3)
+
+
+def load_mean_params(path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean rotations (24, 3, 3) and betas (10,) from an npz with ``pose`` as 72 axis-angle
+    values (the generated set) or 144 6D values (SPIN's ``smpl_mean_params.npz``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "mean_params", "file not found")
+    with np.load(path) as npz:
+        for key in ("pose", "shape"):
+            if key not in npz.files:
+                raise DataFormatError(path, key, "missing")
+        pose = torch.as_tensor(npz["pose"], dtype=torch.float32).flatten()
+        betas = torch.as_tensor(npz["shape"], dtype=torch.float32).flatten()
+    if betas.numel() < 10:
+        raise DataFormatError(path, "shape", f"has {betas.numel()} values, expected 10")
+    if pose.numel() == 72:
+        rotmats = axis_angle_to_rotmat(pose[None])[0]
+    elif pose.numel() == 144:
+        rotmats = rot6d_to_rotmat(pose.view(NUM_SMPL_JOINTS, 6))
+    else:
+        raise DataFormatError(path, "pose", f"has {pose.numel()} values, expected 72 or 144")
+    return rotmats, betas[:10]
+
+
+def _cnn_trunk(name: str, stages: int) -> nn.Sequential:
+    """A torchvision ResNet (no pretrained weights) up to ``layer{stages}``."""
+    import torchvision
+
+    net = torchvision.models.get_model(name, weights=None)
+    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                         *[getattr(net, f"layer{i}") for i in range(1, stages + 1)])
+
+
+@MODELS.register_module()
+class MeshTransformer(BaseModel):
+    """Image -> SMPL pose, shape and camera, through image tokens and parameter queries.
+
+    Args:
+        body_model_dir: SMPL model folder (see :class:`BodyModel`).
+        mean_params: npz of the mean pose and shape (see :func:`load_mean_params`).
+        backbone, backbone_stages: torchvision ResNet and how many of its stages to keep.
+        loss_weights: weights of ``vertices`` (L1, root-relative), ``joints3d`` (L1,
+            root-relative), ``keypoints2d`` (L1 of the projected joints), ``pose`` (MSE of the
+            rotation matrices) and ``betas`` (MSE).
+        generated_root: write the generated data set (body model, mean parameters, images)
+            there first when it is missing; the model is built before any dataset is.
+    """
+
+    def __init__(self, body_model_dir: str, mean_params: str, input_size: int = 64,
+                 backbone: str = "resnet18", backbone_stages: int = 2, embed_dim: int = 128,
+                 num_heads: int = 4, encoder_depth: int = 2, decoder_depth: int = 3,
+                 mlp_ratio: float = 2.0, drop_path_rate: float = 0.0, loss_weights=None,
+                 generated_root: Optional[str] = None, data_preprocessor=None, init_cfg=None):
+        from timm.models.vision_transformer import Block
+
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if generated_root is not None:
+            from .generate import ensure_generated
+            ensure_generated(generated_root)
+        self.body = BodyModel(body_model_dir)
+        mean_rotmats, mean_betas = load_mean_params(mean_params)
+        self.register_buffer("mean_rot6d", rotmat_to_rot6d(mean_rotmats))
+        self.register_buffer("mean_betas", mean_betas)
+        self.register_buffer("mean_camera", torch.tensor([1.0, 0.0, 0.0]))
+        self.loss_weights = dict(vertices=1.0, joints3d=1.0, keypoints2d=1.0, pose=1.0,
+                                 betas=0.01, **(loss_weights or {}))
+        unknown = set(self.loss_weights) - set(LOSS_TERMS)
+        if unknown:
+            raise KeyError(f"unknown loss terms {sorted(unknown)}; expected {LOSS_TERMS}")
+
+        self.backbone = _cnn_trunk(backbone, backbone_stages)
+        with torch.no_grad():
+            features = self.backbone.eval()(torch.zeros(1, 3, input_size, input_size))
+        self.backbone.train()
+        channels, tokens = features.shape[1], features.shape[2] * features.shape[3]
+        self.input_proj = nn.Linear(channels, embed_dim)
+        self.image_pos = nn.Parameter(torch.randn(1, tokens, embed_dim) * 0.02)
+        rates = torch.linspace(0, drop_path_rate, encoder_depth).tolist()
+        self.encoder = nn.Sequential(*[
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate)
+            for rate in rates])
+        self.encoder_norm = nn.LayerNorm(embed_dim)
+        self.queries = nn.Parameter(torch.randn(1, NUM_SMPL_JOINTS + 2, embed_dim) * 0.02)
+        self.decoder = nn.TransformerDecoder(
+            nn.TransformerDecoderLayer(embed_dim, num_heads, int(embed_dim * mlp_ratio),
+                                       dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True),
+            decoder_depth, norm=nn.LayerNorm(embed_dim))
+        self.pose_head = nn.Linear(embed_dim, 6)
+        self.shape_head = nn.Linear(embed_dim, 10)
+        self.camera_head = nn.Linear(embed_dim, 3)
+        for head in (self.pose_head, self.shape_head, self.camera_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def regress(self, inputs: torch.Tensor) -> dict:
+        """SMPL rotations (B, 24, 3, 3), betas (B, 10) and camera (B, 3) of an image batch."""
+        tokens = self.input_proj(self.backbone(inputs).flatten(2).transpose(1, 2))
+        memory = self.encoder_norm(self.encoder(tokens + self.image_pos))
+        queries = self.decoder(self.queries.expand(inputs.shape[0], -1, -1), memory)
+        rot6d = self.mean_rot6d + self.pose_head(queries[:, :NUM_SMPL_JOINTS])
+        return {"rotmats": rot6d_to_rotmat(rot6d),
+                "betas": self.mean_betas + self.shape_head(queries[:, NUM_SMPL_JOINTS]),
+                "camera": self.mean_camera + self.camera_head(queries[:, NUM_SMPL_JOINTS + 1])}
+
+    def _ground_truth(self, samples: dict) -> dict:
+        rotmats = axis_angle_to_rotmat(samples["pose"])
+        with torch.no_grad():
+            mesh = self.body(rotmats, samples["betas"], samples["gender"])
+        return {"rotmats": rotmats, **mesh}
+
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = "tensor"):
+        params = self.regress(inputs)
+        if mode == "tensor":
+            return params
+        mesh = self.body(params["rotmats"], params["betas"])
+        if mode == "loss":
+            return self.loss(params, mesh, self._ground_truth(data_samples), data_samples)
+        if mode == "predict":
+            return self.predict(mesh, self._ground_truth(data_samples))
+        raise ValueError(f"unknown mode {mode!r}")
+
+    def loss(self, params: dict, mesh: dict, gt: dict, samples: dict) -> dict:
+        def rooted(points, joints):
+            return points - joints[:, :1]
+
+        joints3d, confidence3d = samples["joints3d"][..., :3], samples["joints3d"][..., 3:]
+        confidence3d = confidence3d * confidence3d[:, :1]  # rooted on the pelvis: it must be known
+        keypoints, confidence2d = samples["keypoints2d"][..., :2], samples["keypoints2d"][..., 2:]
+        scale, shift = params["camera"][:, None, :1], params["camera"][:, None, 1:]
+        projected = scale * (mesh["joints"][..., :2] + shift)
+        losses = {
+            "vertices": F.l1_loss(rooted(mesh["vertices"], mesh["joints"]),
+                                  rooted(gt["vertices"], gt["joints"])),
+            "joints3d": (confidence3d * (rooted(mesh["joints"], mesh["joints"])
+                                         - rooted(joints3d, joints3d)).abs()).mean(),
+            "keypoints2d": (confidence2d * (projected - keypoints).abs()).mean(),
+            "pose": F.mse_loss(params["rotmats"], gt["rotmats"]),
+            "betas": F.mse_loss(params["betas"], samples["betas"]),
+        }
+        return {f"loss_{name}": self.loss_weights[name] * value for name, value in losses.items()}
+
+    def predict(self, mesh: dict, gt: dict) -> list[dict]:
+        """Per sample: predicted and ground-truth H36M joints and vertices, and the joints of
+        the mean-pose baseline, all in metres."""
+        baseline = self.body(rot6d_to_rotmat(self.mean_rot6d)[None], self.mean_betas[None])
+        return [{"pred_joints": mesh["h36m_joints"][i], "gt_joints": gt["h36m_joints"][i],
+                 "pred_vertices": mesh["vertices"][i], "gt_vertices": gt["vertices"][i],
+                 "baseline_joints": baseline["h36m_joints"][0]}
+                for i in range(len(mesh["vertices"]))]

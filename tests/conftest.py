@@ -1,0 +1,18 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run_tool():
+    """Run ``python tools/<script> args...`` from the repository root; returns CompletedProcess."""
+    def run(script, *args, timeout=600):
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+        return subprocess.run([sys.executable, str(REPO / "tools" / script), *map(str, args)],
+                              cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    return run

@@ -1,0 +1,168 @@
+"""Fast DropKey backends: counter-based masks and the chunked O(N)-memory path."""
+import math
+
+import pytest
+import torch
+
+from dropkey_core import (HashMask, chunked, chunked_dropkey_attention, dropkey_attention,
+                          hash_mask, sample_method_keep_mask)
+
+
+def qkv(b=2, h=3, nq=16, nk=16, d=8, dtype=torch.float32, seed=0, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, d, generator=g).to(dtype).requires_grad_(requires_grad)
+            for n in (nq, nk, nk)]
+
+
+def gen(seed=1):
+    return torch.Generator().manual_seed(seed)
+
+
+def paper_reference(q, k, v, keep, attn_mask=None):
+    """softmax(q kᵀ · scale + drop · (−1e12) + attn_mask) · v, in q's dtype."""
+    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + (~keep).to(q.dtype) * -1e12
+    if attn_mask is not None:
+        logits = logits + attn_mask
+    return logits.softmax(dim=-1) @ v
+
+
+@pytest.mark.parametrize("backend", ["reference", "hash"])
+def test_backends_share_drop_statistics(backend):
+    p, shape = 0.25, (8, 4, 64, 64)
+    dropped = ~sample_method_keep_mask("dropkey", shape, p, generator=gen(3), backend=backend)
+    n = dropped.numel()
+    assert abs(dropped.float().mean().item() - p) < 6 * math.sqrt(p * (1 - p) / n)
+    for dim in range(4):  # uniform over batch, head, query and key positions
+        rates = dropped.float().mean(dim=[d for d in range(4) if d != dim])
+        sigma = math.sqrt(p * (1 - p) / (n / shape[dim]))
+        assert (rates - p).abs().max().item() < 6 * sigma, dim
+    for dim in range(4):  # neighbours drop independently: joint rate p²
+        a = dropped.narrow(dim, 0, shape[dim] - 1).float()
+        b = dropped.narrow(dim, 1, shape[dim] - 1).float()
+        assert abs((a * b).mean().item() - p * p) < 6 * math.sqrt(p * p * (1 - p * p) / a.numel())
+    # Per-row drop counts are binomial: their variance is N p (1 - p).
+    counts = dropped.float().sum(-1).flatten()
+    assert abs(counts.var().item() / (64 * p * (1 - p)) - 1) < 0.1
+
+
+def test_hash_rows_are_not_shifted_copies_of_each_other():
+    keep = HashMask(123, 0.5).keep_mask((1, 1, 256, 256))[0, 0].float()
+    agreement = (keep[:, None, :] == keep[None, :, :]).float().mean(-1)
+    off_diagonal = agreement[~torch.eye(256, dtype=torch.bool)]
+    assert off_diagonal.max() < 0.5 + 6 * math.sqrt(0.25 / 256)
+    for shift in (1, 2, 7):  # nor copies of a neighbour shifted along the keys
+        assert abs((keep[1:, shift:] == keep[:-1, :-shift]).float().mean().item() - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("backend,fused", [("hash", True), ("hash", False), ("chunked", True)])
+def test_each_backend_gives_the_paper_output_for_its_own_mask(backend, fused):
+    q, k, v = qkv(nq=40, nk=24)
+    keep = sample_method_keep_mask("dropkey", (2, 3, 40, 24), 0.3, generator=gen(), backend=backend)
+    assert keep.any(-1).all() and not keep.all()
+    out = dropkey_attention(q, k, v, 0.3, generator=gen(), backend=backend, fused=fused)
+    torch.testing.assert_close(out, paper_reference(q, k, v, keep), rtol=1e-5, atol=1e-5)
+
+
+def test_chunks_split_the_queries_and_never_hold_the_whole_mask(monkeypatch):
+    q, k, v = qkv(nq=50, nk=30, requires_grad=True)
+    sizes = []
+    drop_bias = HashMask.drop_bias
+    monkeypatch.setattr(HashMask, "drop_bias",
+                        lambda self, *a, **kw: sizes.append(drop_bias(self, *a, **kw).numel()) or
+                        drop_bias(self, *a, **kw))
+    mask = HashMask(9, 0.2)
+    out = chunked_dropkey_attention(q, k, v, mask, chunk_elements=6 * 30 * 8)
+    out.sum().backward()
+    assert len(sizes) == 2 * 7 and max(sizes) <= 6 * 30 * 8  # 7 chunks, forward and backward
+    torch.testing.assert_close(out, paper_reference(q, k, v, mask.keep_mask((2, 3, 50, 30))))
+
+
+def test_chunked_gradients_equal_the_reference_gradients_for_the_same_mask():
+    q, k, v = qkv(b=2, h=2, nq=21, nk=13, d=6, dtype=torch.float64, requires_grad=True)
+    mask = HashMask(4, 0.4)
+    keep = mask.keep_mask((2, 2, 21, 13))
+    additive = torch.randn(21, 13, dtype=torch.float64)
+    grad_out = torch.randn(2, 2, 21, 6, dtype=torch.float64)
+
+    def grads(fn):
+        return torch.autograd.grad(fn(q, k, v), (q, k, v), grad_out)
+
+    chunk = 2 * 2 * 5 * 13  # five queries per chunk: the last chunk is partial
+    fast = grads(lambda *t: chunked_dropkey_attention(*t, mask, attn_mask=additive,
+                                                      chunk_elements=chunk))
+    slow = grads(lambda *t: paper_reference(*t, keep, additive))
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    small = [t[:1, :1, :4].detach().requires_grad_() for t in (q, k, v)]
+    assert torch.autograd.gradcheck(
+        lambda *t: chunked_dropkey_attention(*t, HashMask(2, 0.3), chunk_elements=8), small)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["hash", "chunked"])
+def test_empty_rows_are_restored_without_nan(dtype, backend):
+    # Two keys and p = 0.8: about 64% of rows lose both keys.
+    q, k, v = qkv(b=4, h=4, nq=32, nk=2, dtype=dtype, requires_grad=True)
+    keep = sample_method_keep_mask("dropkey", (4, 4, 32, 2), 0.8, generator=gen(), backend=backend)
+    empty = ~keep.any(-1)
+    assert empty.float().mean() > 0.3
+    out = dropkey_attention(q, k, v, 0.8, generator=gen(), backend=backend)
+    out.float().sum().backward()
+    assert torch.isfinite(out).all() and all(torch.isfinite(t.grad).all() for t in (q, k, v))
+    plain = dropkey_attention(q, k, v, 0.0)
+    tol = dict(rtol=1e-2, atol=1e-2) if dtype != torch.float32 else {}
+    torch.testing.assert_close(out[empty], plain[empty], **tol)
+    assert not torch.allclose(out[~empty].float(), plain[~empty].float(), atol=1e-2)
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32])
+def test_chunked_combines_the_attention_mask_like_the_materialised_path(mask_dtype):
+    q, k, v = qkv(nq=12, nk=6)
+    allowed = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    allowed[1, ..., 2:] = False  # batch 1 may attend to two keys only: many rows end up empty
+    attn_mask = allowed if mask_dtype == torch.bool else \
+        torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
+    fast = dropkey_attention(q, k, v, 0.6, backend="chunked", generator=gen(5), attn_mask=attn_mask)
+    materialised, weights = dropkey_attention(q, k, v, 0.6, backend="hash", need_weights=True,
+                                              generator=gen(5), attn_mask=attn_mask)
+    torch.testing.assert_close(fast, materialised)
+    assert torch.all(weights[1, ..., 2:] == 0)
+
+
+def test_seed_reproducibility_and_generator_independence():
+    q, k, v = qkv()
+    run = lambda seed: dropkey_attention(q, k, v, 0.3, generator=gen(seed), backend="chunked")
+    assert torch.equal(run(7), run(7)) and not torch.equal(run(7), run(8))
+    torch.manual_seed(3)
+    a = dropkey_attention(q, k, v, 0.3)
+    torch.manual_seed(3)
+    assert torch.equal(a, dropkey_attention(q, k, v, 0.3))
+    assert HashMask.draw(0.3, gen(4)) == HashMask.draw(0.3, gen(4))
+
+
+def test_fused_formula_equals_the_eager_hash():
+    """The formula torch.compile fuses (run eagerly here) writes the same bits as the eager loop."""
+    mask = HashMask(2 ** 40 + 17, 0.15)
+    shape = (3, 2, 10, 37)
+    rows = mask.row_keys(shape[:2], shape[2], slice(None))
+    out = torch.empty(rows.numel(), 37, dtype=torch.int32)
+    hash_mask._fill_fused(out, rows, mask.column_keys(37),
+                          torch.tensor(mask.threshold >> 1, dtype=torch.int32))
+    assert torch.equal(out.view(torch.float32).view(shape), mask.drop_bias(shape))
+
+
+def test_backend_arguments_are_checked():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="backend"):
+        dropkey_attention(q, k, v, 0.1, backend="fast")
+    with pytest.raises(ValueError, match="dropkey"):
+        dropkey_attention(q, k, v, 0.1, method="attn_drop", backend="hash")
+    with pytest.raises(ValueError, match="need_weights"):
+        dropkey_attention(q, k, v, 0.1, backend="chunked", need_weights=True)
+    with pytest.raises(ValueError, match="chunked DropKey needs"):
+        chunked_dropkey_attention(q[0], k[0], v[0], HashMask(1, 0.1))
+    # auto falls back to the materialised hash where the kernels do not apply (3-D inputs).
+    out = dropkey_attention(q[0], k[0], v[0], 0.3, generator=gen())
+    keep = HashMask.draw(0.3, gen()).keep_mask((3, 16, 16))
+    torch.testing.assert_close(out, paper_reference(q[0], k[0], v[0], keep))
+    assert chunked.chunked_supported(q, k, v) and not chunked.chunked_supported(q, k, v[..., :4])

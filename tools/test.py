@@ -1,0 +1,28 @@
+"""Evaluate a checkpoint of a DropKey Bench config and write WORK_DIR/report.json.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+                         [--launcher {none,pytorch,slurm}]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks.common import build_runner  # noqa: E402
+from tasks.common.cli import add_common_arguments, load_config, run_cli  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="config file")
+    parser.add_argument("checkpoint", help="checkpoint to evaluate")
+    add_common_arguments(parser)
+    args = parser.parse_args()
+    cfg = load_config(args)
+    cfg.load_from, cfg.resume = args.checkpoint, False
+    build_runner(cfg).test()
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,32 @@
+"""Train a DropKey Bench config on the mmengine Runner and write WORK_DIR/report.json.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--seed N] [--resume [CKPT]]
+                          [--cfg-options k=v ...] [--launcher {none,pytorch,slurm}]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks.common import build_runner  # noqa: E402
+from tasks.common.cli import add_common_arguments, load_config, run_cli  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="config file")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="resume from CKPT, or from the latest checkpoint in the work dir")
+    add_common_arguments(parser)
+    args = parser.parse_args()
+    cfg = load_config(args)
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    build_runner(cfg).train()
+
+
+if __name__ == "__main__":
+    run_cli(main)
