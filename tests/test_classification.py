@@ -51,6 +51,7 @@ def test_embedded_configs_train_one_epoch(method, tmp_path):
     cfg = Config.fromfile(REPO / f"configs/classification/vit-mini_{method}_embedded.py")
     cfg.work_dir = str(tmp_path)
     cfg.train_cfg.max_epochs = 1
+    cfg.train_dataloader.dataset.split = "val"  # 6 iterations: a smoke run, not a benchmark
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
     runner = build_runner(cfg)
     runner.train()
@@ -110,7 +111,8 @@ def test_image_folder_reports_a_missing_root(tmp_path):
 def test_train_resume_and_test_through_the_tools(run_tool, tmp_path):
     config = "configs/classification/vit-mini_dropkey-dec_embedded.py"
     work = tmp_path / "run"
-    common = ["--work-dir", work, "--seed", 3, "--cfg-options", "visualizer.vis_backends.0.type=LocalVisBackend"]
+    common = ["--work-dir", work, "--seed", 3, "--cfg-options",
+              "visualizer.vis_backends.0.type=LocalVisBackend", "train_dataloader.dataset.split=val"]
     first = run_tool("train.py", config, *common, "train_cfg.max_epochs=1",
                      "default_hooks.checkpoint.interval=1")
     assert first.returncode == 0, first.stderr[-3000:]

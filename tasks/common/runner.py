@@ -1,6 +1,8 @@
 """Build an mmengine Runner for any task, with DropKey injected and the report hook attached."""
 from __future__ import annotations
 
+import codecs
+
 import numpy as np
 import torch
 from mmengine.config import Config
@@ -12,10 +14,13 @@ from dropkey_core import inject_dropkey
 
 from .report import BenchReportHook
 
-# torch >= 2.6 loads checkpoints with weights_only=True; mmengine's checkpoint metadata holds
-# these (the message hub's history buffers and their numpy arrays). Allow exactly them.
+# torch >= 2.6 loads checkpoints with weights_only=True. mmengine's checkpoint metadata holds the
+# message hub's history buffers (numpy arrays and scalars; their statistics methods are pickled as
+# getattr(HistoryBuffer, name)). Allow exactly these instead of switching safe loading off.
+_multiarray = getattr(np, "_core", None) or np.core
 torch.serialization.add_safe_globals([
-    HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct,
+    HistoryBuffer, getattr, codecs.encode, np.ndarray, np.dtype,
+    _multiarray.multiarray._reconstruct, _multiarray.multiarray.scalar,
     *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")},
 ])
 

@@ -75,7 +75,8 @@ def check_coco_detection(path, data, image_dir: Optional[str] = None) -> None:
                                   f"(categories: {sorted(categories)})")
         box = ann["bbox"]
         if len(box) != 4 or not all(_is_number(v) for v in box):
-            raise DataFormatError(path, f"{field}.bbox", f"expected [x, y, w, h] numbers, got {box}")
+            raise DataFormatError(path, f"{field}.bbox",
+                                  f"expected [x, y, w, h] numbers, got {box}")
         x, y, w, h = box
         if w <= 0 or h <= 0:
             raise DataFormatError(path, f"{field}.bbox", f"non-positive size in {box}")
