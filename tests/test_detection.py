@@ -201,9 +201,6 @@ def tiny_config(config, root, work_dir):
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
     cfg.train_cfg.max_epochs, cfg.train_cfg.val_interval = 1, 1
     cfg.train_dataloader.batch_size = 2
-    # BenchReportHook reads the loader's batch_size, which is None under the COCO recipe's
-    # AspectRatioBatchSampler; the stand-in has a single aspect ratio anyway.
-    cfg.train_dataloader.pop("batch_sampler", None)
     cfg.model.backbone.init_cfg = None
     cfg.model.bbox_head.num_classes = len(CATEGORIES)
     for split, loader in (("train", cfg.train_dataloader), ("val", cfg.val_dataloader)):

@@ -70,9 +70,11 @@ def _float_metrics(metrics: dict) -> dict:
     out = {}
     for key, value in metrics.items():
         try:
-            out[key] = float(value)
+            value = float(value)
         except (TypeError, ValueError):
             continue  # tables and per-image lists are logged, not reported
+        if math.isfinite(value):  # e.g. COCO's per-class AP of a class without ground truth
+            out[key] = value
     return out
 
 
@@ -150,7 +152,9 @@ class BenchReportHook(Hook):
             if layer.name in self.entropy:
                 record["entropy"] = self.entropy[layer.name]
             layers.append(record)
-        batch_size = runner.train_dataloader.batch_size if self.mode == "train" else 0
+        loader = runner.train_dataloader
+        batch_size = (loader.batch_size or loader.batch_sampler.batch_size) \
+            if self.mode == "train" else 0
         samples = self.train_iters * batch_size * get_world_size()
         return {
             "schema_version": SCHEMA_VERSION,
