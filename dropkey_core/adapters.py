@@ -156,11 +156,15 @@ def _mha_allowed(attn_mask: Optional[torch.Tensor], key_padding_mask: Optional[t
         elif merged.dtype == torch.bool and padding.dtype == torch.bool:
             merged = merged & padding
         else:
-            as_float = [m if m.dtype != torch.bool else
-                        torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, float("-inf"))
-                        for m in (merged, padding)]
-            merged = as_float[0] + as_float[1]
+            merged = _additive(merged, dtype) + _additive(padding, dtype)
     return merged
+
+
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An SDPA-style mask as an additive float mask (boolean True = attend -> 0, else -inf)."""
+    if mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
 
 
 @register_adapter("torch.nn.modules.activation.MultiheadAttention")
