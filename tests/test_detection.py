@@ -120,10 +120,12 @@ def test_bad_annotations_name_file_and_field(case, tiny_root, tmp_path):
 def test_missing_image_and_malformed_json(tiny_root, tmp_path):
     root = copy_tree(tiny_root, tmp_path / "data")
     (root / "train/00001.png").unlink()
-    with pytest.raises(DataFormatError, match=r"images\[1\]\.file_name: image .*01.png not found"):
+    missing = r"images\[1\]\.file_name: image .*00001.png not found"
+    with pytest.raises(DataFormatError, match=missing):
         build_dataset(root)
     annotation_path(root, "train").write_text('{"images": [')
-    with pytest.raises(DataFormatError, match=r"instances_train.json: line 1 column \d+: malfor"):
+    malformed = r"instances_train.json: line 1 column \d+: malformed"
+    with pytest.raises(DataFormatError, match=malformed):
         build_dataset(root)
 
 
