@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .functional import allowed_keys, check_method, dropkey_attention, sample_method_keep_mask
+from .functional import (allowed_keys, check_method, dropkey_attention, merge_masks,
+                         sample_method_keep_mask)
 from .masks import restore_empty_rows
 
 
@@ -121,15 +122,9 @@ class DropKeyMultiheadAttention(DropKeyAttentionMixin, nn.Module):
         v = self._split_heads(self.v_proj(value))
         if key_padding_mask is not None:
             attend = ~key_padding_mask.bool()[:, None, None, :]
-            attn_mask = attend if attn_mask is None else _and_masks(attn_mask, attend)
+            attn_mask = merge_masks(attend, attn_mask)
         out, weights = self._attend(q, k, v, attn_mask=attn_mask, need_weights=need_weights)
         out = out.transpose(1, 2).flatten(2)
         out = self.proj_drop(self.out_proj(out))
         return (out, weights) if need_weights else out
 
-
-def _and_masks(mask: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-    """Combine an SDPA-style mask with a boolean may-attend mask."""
-    if mask.dtype == torch.bool:
-        return mask & attend
-    return mask.masked_fill(~attend, float("-inf"))

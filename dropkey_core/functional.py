@@ -78,7 +78,7 @@ def allowed_keys(attn_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return attn_mask if attn_mask.dtype == torch.bool else attn_mask > float("-inf")
 
 
-def _merge_masks(keep: Optional[torch.Tensor], attn_mask: Optional[torch.Tensor]):
+def merge_masks(keep: Optional[torch.Tensor], attn_mask: Optional[torch.Tensor]):
     """One SDPA-style mask (bool = may attend, float = additive) from a keep mask and a user mask."""
     if keep is None:
         return attn_mask
@@ -165,7 +165,7 @@ def dropkey_attention(
         if active:
             keep = sample_method_keep_mask(method, shape, drop_ratio, **mask_options)
             keep = restore_empty_rows(keep, allowed_keys(attn_mask))
-            mask = _merge_masks(keep, attn_mask)
+            mask = merge_masks(keep, attn_mask)
         if fused and not need_weights:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         weights = attention_weights(q, k, scale, mask)

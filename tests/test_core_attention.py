@@ -202,3 +202,22 @@ def test_attention_mask_is_combined_with_the_drop():
     additive = torch.zeros(16, 16).masked_fill(~allowed, float("-inf"))
     fused = dropkey_attention(q, k, v, 0.3, generator=gen(), attn_mask=additive)
     torch.testing.assert_close(fused, weights @ v)
+
+
+@pytest.mark.parametrize("attn_mask", [None, "bool", "float"])
+def test_multihead_module_ignores_padded_keys(attn_mask):
+    from dropkey_core import DropKeyMultiheadAttention
+
+    torch.manual_seed(0)
+    module = DropKeyMultiheadAttention(16, 4, drop_ratio=0.3).train()
+    x = torch.randn(2, 5, 16)
+    padding = torch.zeros(2, 5, dtype=torch.bool)
+    padding[0, -2:] = True
+    mask = {None: None, "bool": torch.ones(5, 5, dtype=torch.bool).tril(),
+            "float": torch.zeros(5, 5)}[attn_mask]
+    out, weights = module(x, attn_mask=mask, key_padding_mask=padding, need_weights=True)
+    assert torch.isfinite(out).all()
+    assert torch.all(weights[0, ..., -2:] == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 5))
+    if attn_mask == "bool":
+        assert torch.all(weights.triu(1) == 0)
