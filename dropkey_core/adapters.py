@@ -167,10 +167,16 @@ def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
 
 
+# Wrappers whose forward calls the named child attention and keeps only its output: the child
+# need not form the weights that nn.MultiheadAttention returns by default.
+WEIGHTS_DISCARDED_BY: Dict[str, str] = {"mmcv.cnn.bricks.transformer.MultiheadAttention": "attn"}
+
+
 @register_adapter("torch.nn.modules.activation.MultiheadAttention")
 def _torch_multihead_attention(self, query, key, value, key_padding_mask=None, need_weights=True,
                                attn_mask=None, average_attn_weights=True, is_causal=False):
     """``nn.MultiheadAttention`` (also inside ``nn.Transformer*`` layers and mmcv's wrapper)."""
+    need_weights = need_weights and not self.dropkey.weights_discarded
     unbatched = query.dim() == 2
     if self.batch_first and not unbatched:
         query, key, value = (t.transpose(0, 1) for t in (query, key, value))

@@ -27,6 +27,9 @@ class DropKeySettings:
     num_prefix_keys: int = 0
     block_size: int = 3
     record_stats: bool = False
+    # The only caller keeps the output and drops the weights it asks for (e.g. mmcv's wrapper of
+    # nn.MultiheadAttention): skip forming them, so the fused kernels run.
+    weights_discarded: bool = False
     entropy_sum: float = field(default=0.0, repr=False)
     entropy_rows: int = field(default=0, repr=False)
 

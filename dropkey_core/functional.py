@@ -9,12 +9,16 @@ Backends of the unstructured DropKey mask:
   * ``hash``: the counter-based :class:`HashMask`, seeded once from the generator, materialised.
   * ``chunked``: the same counter-based mask, never materialised: query chunks on the fused CPU
     flash kernels, each chunk's mask recomputed in backward (:mod:`.chunked`, O(N) memory).
-  * ``auto`` (default): ``chunked`` where its kernels apply, else ``hash``. Both draw the same
-    seed, so a mask drawn by ``sample_method_keep_mask`` is the one the attention uses.
+  * ``auto`` (default): ``reference`` for masks of at most ``SMALL_MASK_ELEMENTS`` entries,
+    where the per-call cost of a few tensor ops outweighs the per-element cost of the generator;
+    above that ``chunked`` where its kernels apply, else ``hash``. The choice depends on the
+    mask's shape alone, so a mask drawn by ``sample_method_keep_mask`` with the same generator
+    state is the one the attention uses.
 Other methods always use the reference samplers.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -28,6 +32,7 @@ from .masks import (restore_empty_rows, sample_block_keep_mask, sample_cross_kee
 METHODS = ("none", "attn_drop", "dropkey", "dropkey_block", "dropkey_cross")
 KEY_DROP_METHODS = ("dropkey", "dropkey_block", "dropkey_cross")
 BACKENDS = ("auto", "reference", "hash", "chunked")
+SMALL_MASK_ELEMENTS = 1 << 22
 
 
 def check_method(method: str) -> str:
@@ -44,6 +49,12 @@ def check_backend(method: str, backend: str) -> str:
     return backend
 
 
+def uses_hash_mask(backend: str, shape: Sequence[int]) -> bool:
+    """Whether ``backend`` draws the ``dropkey`` mask of logits ``shape`` from the counter hash."""
+    return backend in ("hash", "chunked") or (
+        backend == "auto" and math.prod(shape) > SMALL_MASK_ELEMENTS)
+
+
 def sample_method_keep_mask(
     method: str,
     shape: Sequence[int],
@@ -57,7 +68,7 @@ def sample_method_keep_mask(
     backend: str = "auto",
 ) -> torch.Tensor:
     """The keep mask that ``method`` draws for attention logits of ``shape`` (B, H, Nq, Nk)."""
-    if method == "dropkey" and check_backend(method, backend) != "reference":
+    if method == "dropkey" and uses_hash_mask(check_backend(method, backend), shape):
         mask = HashMask.draw(drop_ratio, generator, device)
         return mask.keep_mask(shape, device)
     if method in ("dropkey", "attn_drop"):
@@ -144,7 +155,7 @@ def dropkey_attention(
     shape = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
 
     if active and method == "dropkey" and (backend == "chunked" or (
-            backend == "auto" and fused and not need_weights
+            backend == "auto" and uses_hash_mask(backend, shape) and fused and not need_weights
             and chunked_supported(q, k, v, attn_mask))):
         if need_weights:
             raise ValueError("backend 'chunked' never forms the attention weights; "
@@ -167,6 +178,9 @@ def dropkey_attention(
             keep = restore_empty_rows(keep, allowed_keys(attn_mask))
             mask = merge_masks(keep, attn_mask)
         if fused and not need_weights:
+            if active and mask.dtype == torch.bool:
+                # SDPA would turn the boolean mask into an additive one in forward and backward.
+                mask = torch.where(mask, q.new_zeros(()), q.new_full((), float("-inf")))
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         weights = attention_weights(q, k, scale, mask)
     out = weights @ v

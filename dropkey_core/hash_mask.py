@@ -102,10 +102,11 @@ class HashMask:
         all ones exactly when it holds (threshold is even), since bool ops and ``where`` are
         several times slower on CPU than shifts.
         """
-        if _compiled_fill is not None and out.device.type == "cpu":
+        compiled = _compiled_fill_for(out)
+        if compiled is not None:
             try:
-                _compiled_fill(out, row_keys, column_keys,
-                               torch.tensor(self.threshold >> 1, dtype=torch.int32))
+                compiled(out, row_keys, column_keys,
+                         torch.tensor(self.threshold >> 1, dtype=torch.int32))
                 return
             except Exception:  # noqa: BLE001 - any compiler failure: the eager loop is exact too
                 use_compiled_hash(False)
@@ -135,26 +136,40 @@ def _fill_fused(out, row_keys, column_keys, half_threshold):
     out.copy_((((x >> 1) - half_threshold) >> 31) & _NEG_INF_BITS)
 
 
+COMPILE_MIN_ELEMENTS = 1 << 22  # automatic mode: fills at least this large run compiled
+_compile_setting = {"1": True, "0": False}.get(os.environ.get("DROPKEY_COMPILE_HASH", ""))
 _compiled_fill = None
 
 
-def use_compiled_hash(enabled: bool = True) -> bool:
-    """Generate masks with one torch.compile'd loop (about 3x faster than eager torch on CPU).
+def use_compiled_hash(enabled: Optional[bool] = True) -> bool:
+    """Generate masks with one torch.compile'd loop (3-4x faster than eager torch on CPU).
 
-    Off by default: the first call compiles for 15-30 s (``dynamic=True``: once for all shapes;
-    later processes reuse inductor's on-disk cache), which short runs and tests cannot afford.
-    ``DROPKEY_COMPILE_HASH=1`` turns it on at import. Returns whether it is on; if compiling
-    fails, it turns itself off and the eager loop, which gives identical masks, takes over.
+    ``None`` (the default, or ``DROPKEY_COMPILE_HASH`` unset) is automatic: only fills of at
+    least ``COMPILE_MIN_ELEMENTS`` run compiled, so the one-off compilation (15-30 s on first use;
+    ``dynamic=True`` covers all shapes, and inductor's on-disk cache serves later processes) is
+    paid only by processes with masks large enough to earn it back. ``True``
+    (``DROPKEY_COMPILE_HASH=1``) compiles every fill, ``False`` (``=0``) none. Either way the
+    masks are identical; if compiling fails, the eager loop takes over. Returns whether compiled
+    fills are possible.
     """
-    global _compiled_fill
-    _compiled_fill = None
-    if enabled:
+    global _compile_setting, _compiled_fill
+    _compile_setting, _compiled_fill = enabled, None
+    return enabled is not False and _compiler() is not None
+
+
+def _compiler():
+    global _compile_setting, _compiled_fill
+    if _compiled_fill is None:
         try:
             _compiled_fill = torch.compile(_fill_fused, dynamic=True)
         except Exception:  # noqa: BLE001 - no compiler on this platform
-            _compiled_fill = None
-    return _compiled_fill is not None
+            _compile_setting = False
+    return _compiled_fill
 
 
-if os.environ.get("DROPKEY_COMPILE_HASH") == "1":
-    use_compiled_hash(True)
+def _compiled_fill_for(out: torch.Tensor):
+    """The compiled fill to use for ``out``, or None for the eager loop."""
+    if out.device.type != "cpu" or _compile_setting is False or (
+            _compile_setting is None and out.numel() < COMPILE_MIN_ELEMENTS):
+        return None
+    return _compiler()

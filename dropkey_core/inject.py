@@ -14,7 +14,7 @@ from typing import Iterable, Optional, Sequence
 
 import torch.nn as nn
 
-from .adapters import ADAPTERS, UNTOUCHED, adapted_class, qualified_name
+from .adapters import ADAPTERS, UNTOUCHED, WEIGHTS_DISCARDED_BY, adapted_class, qualified_name
 from .attention import DropKeyAttentionMixin, DropKeySettings
 from .functional import check_method
 from .schedules import layer_drop_ratios
@@ -124,6 +124,10 @@ def inject_dropkey(
                     method=method, drop_ratio=0.0 if method == "none" else ratio,
                     key_grid=key_grid, num_prefix_keys=num_prefix_keys, block_size=block_size,
                     record_stats=record_stats)
+    for wrapper in model.modules():
+        child = getattr(wrapper, WEIGHTS_DISCARDED_BY.get(qualified_name(type(wrapper)), ""), None)
+        if isinstance(child, DropKeyAttentionMixin):
+            child.dropkey.weights_discarded = True
     return attention_layers(model)
 
 

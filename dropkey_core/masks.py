@@ -26,12 +26,16 @@ def sample_keep_mask(
 ) -> torch.Tensor:
     """I.i.d. keep mask: each entry is dropped with probability ``drop_ratio``.
 
-    Draws 16-bit integers and compares them with a threshold, so no float tensor of the mask's
-    size is built. ``drop_ratio`` is quantised to 1/65536 (an error below 1e-5).
+    Compares uniform 16-bit integers with a threshold, so no float tensor of the mask's size is
+    built; ``drop_ratio`` is quantised to 1/65536 (an error below 1e-5). The integers are the
+    four 16-bit lanes of full-range int64 draws: the generator's cost is per draw, so this is
+    about twice as fast as drawing int16 one by one.
     """
     threshold = round(drop_ratio * 65536) - 32768
-    bits = torch.randint(-32768, 32768, tuple(shape), dtype=torch.int16, generator=generator,
-                         device=device)
+    numel = math.prod(shape)
+    words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((numel + 3) // 4,), dtype=torch.int64,
+                          generator=generator, device=device)
+    bits = words.view(torch.int16)[:numel].view(tuple(shape))
     return bits >= threshold
 
 
@@ -136,4 +140,7 @@ def restore_empty_rows(keep: torch.Tensor, allowed: Optional[torch.Tensor] = Non
     a caller's attention mask, broadcastable to ``keep``.
     """
     survivors = keep if allowed is None else keep & allowed
-    return keep | ~survivors.any(dim=-1, keepdim=True)
+    has_survivor = survivors.any(dim=-1, keepdim=True)
+    if keep.device.type == "cpu" and bool(has_survivor.all()):  # common; a GPU would sync here
+        return keep
+    return keep | ~has_survivor

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dropkey_core import (HashMask, chunked, chunked_dropkey_attention, dropkey_attention,
-                          hash_mask, sample_method_keep_mask)
+                          functional, hash_mask, sample_method_keep_mask)
 
 from attention_inputs import gen, qkv
 
@@ -143,6 +143,24 @@ def test_fused_formula_equals_the_eager_hash():
     assert torch.equal(out.view(torch.float32).view(shape), mask.drop_bias(shape))
 
 
+def test_compiled_hash_writes_the_eager_bits_and_is_used_only_for_large_fills(monkeypatch):
+    """Automatic mode compiles fills of at least COMPILE_MIN_ELEMENTS (one compilation)."""
+    mask, shape = HashMask(2 ** 40 + 17, 0.15), (3, 2, 10, 37)
+    monkeypatch.setattr(hash_mask, "_compile_setting", False)
+    eager = mask.drop_bias(shape)
+    calls = []
+    monkeypatch.setattr(hash_mask, "_compile_setting", None)
+    monkeypatch.setattr(hash_mask, "COMPILE_MIN_ELEMENTS", math.prod(shape))
+    monkeypatch.setattr(hash_mask, "_compiled_fill", None)
+    compiled = hash_mask._compiler()
+    if compiled is None:
+        pytest.skip("torch.compile is unavailable here")
+    monkeypatch.setattr(hash_mask, "_compiled_fill", lambda *a: calls.append(1) or compiled(*a))
+    smaller = mask.drop_bias(shape[:-1] + (36,))  # below the threshold: the eager loop
+    assert torch.equal(smaller, eager[..., :36]) and not calls
+    assert torch.equal(mask.drop_bias(shape), eager) and calls == [1]
+
+
 def test_backend_arguments_are_checked():
     q, k, v = qkv()
     with pytest.raises(ValueError, match="backend"):
@@ -153,8 +171,24 @@ def test_backend_arguments_are_checked():
         dropkey_attention(q, k, v, 0.1, backend="chunked", need_weights=True)
     with pytest.raises(ValueError, match="chunked DropKey needs"):
         chunked_dropkey_attention(q[0], k[0], v[0], HashMask(1, 0.1))
-    # auto falls back to the materialised hash where the kernels do not apply (3-D inputs).
-    out = dropkey_attention(q[0], k[0], v[0], 0.3, generator=gen())
-    keep = HashMask.draw(0.3, gen()).keep_mask((3, 16, 16))
-    torch.testing.assert_close(out, paper_reference(q[0], k[0], v[0], keep))
     assert chunked.chunked_supported(q, k, v) and not chunked.chunked_supported(q, k, v[..., :4])
+
+
+def test_auto_picks_the_backend_by_mask_size(monkeypatch):
+    q, k, v = qkv()
+    shape = (*q.shape[:-1], k.shape[-2])
+    small = sample_method_keep_mask("dropkey", shape, 0.3, generator=gen())
+    assert torch.equal(small, sample_method_keep_mask("dropkey", shape, 0.3, generator=gen(),
+                                                      backend="reference"))
+    out = dropkey_attention(q, k, v, 0.3, generator=gen())
+    torch.testing.assert_close(out, paper_reference(q, k, v, small))
+
+    monkeypatch.setattr(functional, "SMALL_MASK_ELEMENTS", 0)
+    large = sample_method_keep_mask("dropkey", shape, 0.3, generator=gen())
+    assert torch.equal(large, HashMask.draw(0.3, gen()).keep_mask(shape))
+    out = dropkey_attention(q, k, v, 0.3, generator=gen())  # chunked
+    torch.testing.assert_close(out, paper_reference(q, k, v, large))
+    # The materialised hash where the chunked kernels do not apply (3-D inputs).
+    out = dropkey_attention(q[0], k[0], v[0], 0.3, generator=gen())
+    keep = HashMask.draw(0.3, gen()).keep_mask(shape[1:])
+    torch.testing.assert_close(out, paper_reference(q[0], k[0], v[0], keep))

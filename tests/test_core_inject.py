@@ -138,6 +138,13 @@ def test_mmcv_multihead_attention_injection():
     layers = assert_injection_is_transparent(model, lambda: (query, key, key),
                                              expected_layers=1)
     assert layers[0].name == "attn"
+    # The wrapper keeps only the output, so its attention skips the weights (and runs fused).
+    assert model.attn.dropkey.weights_discarded
+    seq_first = query.transpose(0, 1), key.transpose(0, 1), key.transpose(0, 1)
+    assert model.attn(*seq_first)[1] is None  # the wrapper's inner module is sequence-first
+    standalone = nn.MultiheadAttention(32, 4, batch_first=True)
+    inject_dropkey(standalone, 0.1)
+    assert standalone(query, key, key)[1] is not None
 
 
 MHA_CASES = {

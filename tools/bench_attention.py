@@ -40,8 +40,8 @@ VARIANTS = {
     "paper-snippet": ("paper snippet attn + bernoulli(ones*p) * -1e12", 24),
     "dropkey-reference": ("DropKey, reference (torch generator mask + SDPA)", 14),
     "dropkey-hash": ("DropKey, hash mask materialised + SDPA", 13),
-    "dropkey-chunked": ("DropKey, chunked flash + hash (auto backend)", 0),
-    "dropkey-chunked-compiled": ("DropKey, chunked flash + compiled hash", 0),
+    "dropkey-auto": ("DropKey, default backend (here: chunked flash + compiled hash)", 0),
+    "dropkey-chunked-eager": ("DropKey, chunked flash + eager hash (DROPKEY_COMPILE_HASH=0)", 0),
 }
 
 
@@ -68,13 +68,12 @@ def attention_step(variant: str, q, k, v, p: float):
             bias=torch.bernoulli(torch.ones(*q.shape[:-1], k.shape[-2]) * p) * -1e12),
         "dropkey-reference": lambda: dropkey_attention(q, k, v, p, backend="reference"),
         "dropkey-hash": lambda: dropkey_attention(q, k, v, p, backend="hash"),
-        "dropkey-chunked": lambda: dropkey_attention(q, k, v, p, backend="chunked"),
-        "dropkey-chunked-compiled": lambda: dropkey_attention(q, k, v, p, backend="chunked"),
+        "dropkey-auto": lambda: dropkey_attention(q, k, v, p),
+        "dropkey-chunked-eager": lambda: dropkey_attention(q, k, v, p, backend="chunked"),
     }
-    if variant == "dropkey-chunked-compiled":
+    if variant == "dropkey-chunked-eager":
         from dropkey_core.hash_mask import use_compiled_hash
-        if not use_compiled_hash(True):
-            raise RuntimeError("torch.compile is unavailable")
+        use_compiled_hash(False)
 
     def step():
         forwards[variant]().sum().backward()
