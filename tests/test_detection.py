@@ -133,7 +133,7 @@ def test_train_tool_rejects_bad_data_without_report(run_tool, tiny_root, tmp_pat
     root = copy_tree(tiny_root, tmp_path / "data")
     corrupt(root, lambda d: d["annotations"][-1].update(category_id=7))
     work_dir = tmp_path / "work"
-    config = REPO / "configs/detection/dab-detr-tiny_dropkey-dec_embedded.py"
+    config = REPO / "configs/detection/dino-tiny_dropkey-dec_embedded.py"
     result = run_tool("train.py", config, "--work-dir", work_dir, "--cfg-options",
                       f"train_dataloader.dataset.data_root={root}/", timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
@@ -219,14 +219,15 @@ def tiny_config(config, root, work_dir):
     return cfg
 
 
-def check_report(report, method, stacks):
+def check_report(report, method, stacks, deformable_cross_attention):
     assert report["method"] == method and report["task"] == "detection"
     names = {f"coco/bbox_{k}" for k in ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l",
                                         "AR@100")}
     names |= {f"coco/{c['name']}_precision" for c in CATEGORIES}
     assert names <= set(report["metrics"]) and report["primary_metric"] == "coco/bbox_mAP"
     assert all(isinstance(v, float) for v in report["metrics"].values())
-    layers = report["attention_layers"]
+    untouched = [l for l in report["attention_layers"] if l["method"] == "untouched"]
+    layers = [l for l in report["attention_layers"] if l["method"] != "untouched"]
     expected = {"none": "none", "attndrop": "attn_drop"}.get(method, "dropkey")
     assert {l["method"] for l in layers} == {expected}
     for prefix, depth in zip(("encoder.", "decoder."), stacks):
@@ -247,11 +248,17 @@ def check_report(report, method, stacks):
             assert ratios == [0.0] * depth
         else:
             assert ratios == [pytest.approx(0.1)] * depth
-    decoder_layer_0 = {l["name"] for l in layers if l["name"].startswith("decoder.layers.0.")}
-    assert {n.split(".")[3] for n in decoder_layer_0} == {"self_attn", "cross_attn"}
+    decoder_layer_0 = {l["name"].split(".")[3] for l in layers
+                       if l["name"].startswith("decoder.layers.0.")}
+    if deformable_cross_attention:  # DINO: reported, left alone
+        assert decoder_layer_0 == {"self_attn"}
+        assert sorted(l["name"] for l in untouched) == [
+            f"decoder.layers.{i}.cross_attn" for i in range(stacks[1])]
+    else:
+        assert decoder_layer_0 == {"self_attn", "cross_attn"} and not untouched
 
 
-@pytest.mark.parametrize("config", [f"dab-detr-tiny_{m}_embedded.py" for m in EMBEDDED_METHODS]
+@pytest.mark.parametrize("config", [f"dino-tiny_{m}_embedded.py" for m in EMBEDDED_METHODS]
                          + [f"detr-r50_{m}_coco.py" for m in COCO_METHODS])
 def test_config_trains_one_iteration_and_evaluates(config, tmp_path, tiny_root):
     embedded = config.endswith("_embedded.py")
@@ -261,4 +268,5 @@ def test_config_trains_one_iteration_and_evaluates(config, tmp_path, tiny_root):
     runner.train()
     report = read_report(tmp_path / "work/report.json")
     assert report["iterations"] == 1
-    check_report(report, config.split("_")[1], stacks=(3, 3) if embedded else (6, 6))
+    check_report(report, config.split("_")[1], stacks=(3, 3) if embedded else (6, 6),
+                 deformable_cross_attention=embedded)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from tasks.common import read_report, write_json_atomic  # noqa: E402
 
-MODEL = "dab-detr-tiny"
+MODEL = "dino-tiny"
 TARGET_AP50, TARGET_SECONDS = 0.30, 600.0
 COLUMNS = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "AR@100")
 

@@ -10,11 +10,11 @@ tasks = dict(
         'train_cfg.max_epochs': 12, 'train_cfg.val_interval': 12,
         'param_scheduler.1.end': 12, 'param_scheduler.1.T_max': 9,
         'default_hooks.checkpoint.interval': 12}),
-    # 5 of 30 epochs, cosine compressed to match, one evaluation at the end.
+    # 3 of 14 epochs, cosine compressed to match, one evaluation at the end.
     detection=dict(cfg_options={
-        'train_cfg.max_epochs': 5, 'train_cfg.val_interval': 5,
-        'param_scheduler.1.end': 5, 'param_scheduler.1.T_max': 5,
-        'default_hooks.checkpoint.interval': 5}),
+        'train_cfg.max_epochs': 3, 'train_cfg.val_interval': 3,
+        'param_scheduler.1.end': 3, 'param_scheduler.1.T_max': 3,
+        'default_hooks.checkpoint.interval': 3}),
     # 10 of 40 epochs, cosine compressed to match, one evaluation at the end.
     hoi=dict(cfg_options={
         'train_cfg.max_epochs': 10, 'train_cfg.val_interval': 10,

@@ -1,1 +1,0 @@
-_base_ = ['../_base_/detection/dab-detr-tiny_shapes.py', '../_base_/methods/attndrop.py']
