@@ -67,12 +67,13 @@ def chunk_bias(mask: HashMask, shape, rows: slice, user_bias: Optional[torch.Ten
     """
     num_rows = len(range(shape[-2])[rows])
     workspace = _workspace(math.prod(shape[:-2]) * num_rows * shape[-1])
-    bias = mask.drop_bias(shape, rows, out=workspace).to(dtype)
+    bias, empty = mask.drop_bias(shape, rows, out=workspace, with_empty_rows=True)
+    bias = bias.to(dtype)
     user_rows = None
     if user_bias is not None:
         user_rows = user_bias if user_bias.shape[-2] == 1 else user_bias[..., rows, :]
         bias.add_(user_rows)
-    empty = bias.amax(dim=-1, keepdim=True) == float("-inf")
+        empty = bias.amax(dim=-1, keepdim=True) == float("-inf")
     if empty.any():
         restored = bias.new_zeros(()) if user_rows is None else user_rows
         bias = torch.where(empty, restored, bias)

@@ -60,8 +60,8 @@ def test_chunks_split_the_queries_and_never_hold_the_whole_mask(monkeypatch):
     sizes = []
     drop_bias = HashMask.drop_bias
     monkeypatch.setattr(HashMask, "drop_bias",
-                        lambda self, *a, **kw: sizes.append(drop_bias(self, *a, **kw).numel()) or
-                        drop_bias(self, *a, **kw))
+                        lambda self, *a, **kw: sizes.append(drop_bias(self, *a, **kw)[0].numel())
+                        or drop_bias(self, *a, **kw))
     mask = HashMask(9, 0.2)
     out = chunked_dropkey_attention(q, k, v, mask, chunk_elements=6 * 30 * 8)
     out.sum().backward()
@@ -132,15 +132,20 @@ def test_seed_reproducibility_and_generator_independence():
     assert HashMask.draw(0.3, gen(4)) == HashMask.draw(0.3, gen(4))
 
 
-def test_fused_formula_equals_the_eager_hash():
-    """The formula torch.compile fuses (run eagerly here) writes the same bits as the eager loop."""
-    mask = HashMask(2 ** 40 + 17, 0.15)
-    shape = (3, 2, 10, 37)
+@pytest.mark.parametrize("ratio,keys", [(0.15, 37), (0.9, 3)])
+def test_fused_formula_equals_the_eager_hash(ratio, keys):
+    """The formula torch.compile fuses (run eagerly here) writes the same bits as the eager loop
+    and finds the same rows without a surviving key."""
+    mask = HashMask(2 ** 40 + 17, ratio)
+    shape = (3, 2, 10, keys)
     rows = mask.row_keys(shape[:2], shape[2], slice(None))
-    out = torch.empty(rows.numel(), 37, dtype=torch.int32)
-    hash_mask._fill_fused(out, rows, mask.column_keys(37),
-                          torch.tensor(mask.threshold >> 1, dtype=torch.int32))
-    assert torch.equal(out.view(torch.float32).view(shape), mask.drop_bias(shape))
+    out = torch.empty(rows.numel(), keys, dtype=torch.int32)
+    all_dropped = hash_mask._fill_fused(out, rows, mask.column_keys(keys),
+                                        torch.tensor(mask.threshold >> 1, dtype=torch.int32))
+    bias, empty = mask.drop_bias(shape, with_empty_rows=True)
+    assert torch.equal(out.view(torch.float32).view(shape), bias)
+    assert torch.equal(all_dropped.view(*shape[:-1], 1), empty)
+    assert empty.any() == (keys == 3)
 
 
 def test_compiled_hash_writes_the_eager_bits_and_is_used_only_for_large_fills(monkeypatch):
@@ -158,7 +163,9 @@ def test_compiled_hash_writes_the_eager_bits_and_is_used_only_for_large_fills(mo
     monkeypatch.setattr(hash_mask, "_compiled_fill", lambda *a: calls.append(1) or compiled(*a))
     smaller = mask.drop_bias(shape[:-1] + (36,))  # below the threshold: the eager loop
     assert torch.equal(smaller, eager[..., :36]) and not calls
-    assert torch.equal(mask.drop_bias(shape), eager) and calls == [1]
+    bias, empty = mask.drop_bias(shape, with_empty_rows=True)
+    assert torch.equal(bias, eager) and calls == [1]
+    assert torch.equal(empty, eager.amax(dim=-1, keepdim=True) == float("-inf"))
 
 
 def test_backend_arguments_are_checked():
