@@ -1,13 +1,16 @@
 """End-to-end training throughput per task: ``dropkey-dec`` vs ``none`` on the same model.
 
-    python tools/bench_train_throughput.py [--tasks classification detection ...] [--iters 20]
-                                           [--rounds 3] [--warmup 3] [--threads 2] [--out-dir DIR]
+    python tools/bench_train_throughput.py [--tasks classification detection ...]
+                                           [--round-seconds 4] [--rounds 5] [--warmup 5]
+                                           [--threads 2] [--out-dir DIR]
 
 For each task with ``configs/<task>/<model>_{none,dropkey-dec}_embedded.py`` (every task found
 when omitted), one subprocess builds both runners (same architecture, seed and data; DropKey
-injected as in training) and times ``model.train_step`` (forward, backward, optimizer step) in
-alternating rounds, so background load hits both alike. Data loading is excluded. Reports
-samples/s (median over rounds) and the slowdown; writes DIR/bench_train_throughput.{json,md}.
+injected as in training) and times ``model.train_step`` (forward, backward, optimizer step, with
+the config's learning-rate warm-up stepped as in training) in alternating rounds of at least
+``--round-seconds`` each, so background load hits both alike. Data loading is excluded. Reports
+samples/s (median over rounds) and the slowdown (median over rounds of the paired ratio);
+writes DIR/bench_train_throughput.{json,md}.
 """
 import argparse
 import json
@@ -58,16 +61,18 @@ def worker(args) -> dict:
             cfg.log_level = "WARNING"
             cfg.visualizer = dict(type="Visualizer", vis_backends=[])  # nothing is logged
             runner = build_runner(cfg)
-            optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+            runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+            # Warm-up as in training: without it DETR-style models can diverge in a few steps.
+            schedulers = runner.build_param_scheduler(runner.param_schedulers)
             loader = runner.build_dataloader(runner._train_dataloader, seed=0)
             runner.model.train()
-            steps[method] = (runner.model, optim_wrapper, loader)
+            steps[method] = (runner.model, runner.optim_wrapper, schedulers, loader)
 
-        def run(method, iters):
-            model, optim_wrapper, loader = steps[method]
-            seconds, samples = 0.0, 0
+        def run(method, min_iters, min_seconds=0.0):
+            model, optim_wrapper, schedulers, loader = steps[method]
+            seconds, samples, iters = 0.0, 0, 0
             batches = iter(loader)
-            for _ in range(iters):
+            while iters < min_iters or seconds < min_seconds:
                 try:
                     data_batch = next(batches)
                 except StopIteration:
@@ -76,26 +81,30 @@ def worker(args) -> dict:
                 start = time.perf_counter()
                 model.train_step(data_batch, optim_wrapper)
                 seconds += time.perf_counter() - start
-                samples += batch_size(data_batch)
+                samples, iters = samples + batch_size(data_batch), iters + 1
+                for scheduler in schedulers:
+                    scheduler.step()
             return samples / seconds
 
         torch.manual_seed(0)
         for method in METHODS:
             run(method, args.warmup)
         rates = {method: [] for method in METHODS}
-        for _ in range(args.rounds):
-            for method in METHODS:
-                rates[method].append(run(method, args.iters))
+        for round_index in range(args.rounds):
+            order = METHODS if round_index % 2 == 0 else METHODS[::-1]  # ABBA: drift cancels
+            for method in order:
+                rates[method].append(run(method, 3, args.round_seconds))
     result = {method: dict(samples_per_s=statistics.median(r), rounds=r)
               for method, r in rates.items()}
-    none, dropkey = (result[method]["samples_per_s"] for method in METHODS)
-    result["slowdown"] = none / dropkey - 1
+    # Throughput drifts during a run (for both methods alike), so compare round by round.
+    result["slowdown"] = statistics.median(
+        none / dropkey - 1 for none, dropkey in zip(*(rates[m] for m in METHODS)))
     return result
 
 
 def markdown(results: dict, args) -> str:
     lines = [f"Training samples/s (train_step only, median of {args.rounds} alternating rounds of "
-             f"{args.iters} iterations, {args.threads} thread(s)).", "",
+             f"at least {args.round_seconds} s, {args.threads} thread(s)).", "",
              "| task | none | dropkey-dec | DropKey slowdown |", "|---|---|---|---|"]
     for task, row in results.items():
         if "error" in row:
@@ -109,9 +118,9 @@ def markdown(results: dict, args) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", help="default: every task with both configs")
-    parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--round-seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per method")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", default=str(REPO / "work_dirs" / "bench_train_throughput"))
     parser.add_argument("--task", help=argparse.SUPPRESS)
@@ -126,8 +135,9 @@ def main():
         if task not in available:
             results[task] = dict(error="no configs/<task>/*_{none,dropkey-dec}_embedded.py pair")
         else:
-            command = [sys.executable, __file__, "--task", task, "--iters", str(args.iters),
-                       "--rounds", str(args.rounds), "--warmup", str(args.warmup)]
+            command = [sys.executable, __file__, "--task", task, "--round-seconds",
+                       str(args.round_seconds), "--rounds", str(args.rounds), "--warmup",
+                       str(args.warmup)]
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
             done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
             if done.returncode == 0:
@@ -137,7 +147,7 @@ def main():
         print(task, json.dumps(results[task]), flush=True)
     out_dir = Path(args.out_dir)
     write_json_atomic(out_dir / "bench_train_throughput.json",
-                      dict(conditions=dict(threads=args.threads, iters=args.iters,
+                      dict(conditions=dict(threads=args.threads, round_seconds=args.round_seconds,
                                            rounds=args.rounds, load_average=os.getloadavg()),
                            results=results))
     table = markdown(results, args)
