@@ -5,6 +5,11 @@ time, each with its own block of the counter-based drop mask (:class:`HashMask`)
 mask, and keeps only q, k, v, the output and the row logsumexp. The backward recomputes each
 block's mask from the seed and calls the kernel's backward. No N x N tensor of the whole
 sequence exists at any time; the largest is one chunk's mask (``CHUNK_ELEMENTS`` floats).
+
+Rows whose allowed keys were all dropped are found from the kernel's logsumexp, which is 0 (or
+not finite) for a row without any key; only such candidate rows are checked against the mask,
+so the common case costs no extra pass over it. Found rows are recomputed with the user's mask
+alone (as if nothing was dropped), and the backward restores the same rows.
 """
 from __future__ import annotations
 
@@ -59,25 +64,35 @@ def _workspace(numel: int) -> torch.Tensor:
 
 
 def chunk_bias(mask: HashMask, shape, rows: slice, user_bias: Optional[torch.Tensor],
-               dtype: torch.dtype) -> torch.Tensor:
-    """The additive mask of query rows ``rows``: drop bias plus the user's mask, with every row
-    whose allowed keys were all dropped restored to the user's mask alone.
+               dtype: torch.dtype, restore: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The additive mask of query rows ``rows``: drop bias plus the user's mask; rows flagged in
+    ``restore`` (B, H, len(rows), 1) get the user's mask alone.
 
     Lives in the shared workspace (float32 inputs): valid until the next chunk is built.
     """
     num_rows = len(range(shape[-2])[rows])
     workspace = _workspace(math.prod(shape[:-2]) * num_rows * shape[-1])
-    bias, empty = mask.drop_bias(shape, rows, out=workspace, with_empty_rows=True)
-    bias = bias.to(dtype)
+    bias = mask.drop_bias(shape, rows, out=workspace).to(dtype)
     user_rows = None
     if user_bias is not None:
         user_rows = user_bias if user_bias.shape[-2] == 1 else user_bias[..., rows, :]
         bias.add_(user_rows)
-        empty = bias.amax(dim=-1, keepdim=True) == float("-inf")
-    if empty.any():
-        restored = bias.new_zeros(()) if user_rows is None else user_rows
-        bias = torch.where(empty, restored, bias)
+    if restore is not None:
+        bias = torch.where(restore, bias.new_zeros(()) if user_rows is None else user_rows, bias)
     return bias
+
+
+def keyless_rows(logsumexp: torch.Tensor, bias: torch.Tensor) -> Optional[torch.Tensor]:
+    """Rows of ``bias`` with no finite entry, as (B, H, rows, 1), or None when there are none.
+
+    The flash kernel leaves such a row's logsumexp at 0 (other versions may give -inf or NaN);
+    a real row can also have logsumexp 0, so candidates are confirmed on the mask itself.
+    """
+    candidates = (logsumexp == 0) | ~torch.isfinite(logsumexp)
+    if not bool(candidates.any()):
+        return None
+    keyless = candidates[..., None] & (bias.amax(dim=-1, keepdim=True) == float("-inf"))
+    return keyless if bool(keyless.any()) else None
 
 
 def _chunks(num_queries: int, rows_per_chunk: int):
@@ -90,16 +105,21 @@ class _ChunkedDropKeyAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, mask: HashMask, user_bias, scale: float, rows_per_chunk: int):
         shape = (*q.shape[:-1], k.shape[-2])
         chunks = _chunks(q.shape[-2], rows_per_chunk)
-        outputs, logsumexps = [], []
-        for rows in chunks:
+        outputs, logsumexps, restored = [], [], {}
+        for index, rows in enumerate(chunks):
             bias = chunk_bias(mask, shape, rows, user_bias, q.dtype)
             out, logsumexp = _flash(q[:, :, rows], k, v, attn_mask=bias, scale=scale)
+            keyless = keyless_rows(logsumexp, bias)
+            if keyless is not None:  # rare: recompute the chunk with those rows restored
+                restored[index] = keyless
+                bias = chunk_bias(mask, shape, rows, user_bias, q.dtype, restore=keyless)
+                out, logsumexp = _flash(q[:, :, rows], k, v, attn_mask=bias, scale=scale)
             outputs.append(out)
             logsumexps.append(logsumexp)
         out = outputs[0] if len(chunks) == 1 else torch.cat(outputs, dim=2)
         logsumexp = logsumexps[0] if len(chunks) == 1 else torch.cat(logsumexps, dim=2)
         ctx.save_for_backward(q, k, v, out, logsumexp, user_bias)
-        ctx.mask, ctx.scale, ctx.chunks = mask, scale, chunks
+        ctx.mask, ctx.scale, ctx.chunks, ctx.restored = mask, scale, chunks, restored
         return out
 
     @staticmethod
@@ -109,8 +129,9 @@ class _ChunkedDropKeyAttention(torch.autograd.Function):
         shape = (*q.shape[:-1], k.shape[-2])
         grad_q = torch.empty_like(q)
         grad_k = grad_v = None
-        for rows in ctx.chunks:
-            bias = chunk_bias(ctx.mask, shape, rows, user_bias, q.dtype)
+        for index, rows in enumerate(ctx.chunks):
+            bias = chunk_bias(ctx.mask, shape, rows, user_bias, q.dtype,
+                              restore=ctx.restored.get(index))
             dq, dk, dv = _flash_backward(
                 grad_out[:, :, rows], q[:, :, rows], k, v, out[:, :, rows], logsumexp[:, :, rows],
                 0.0, False, attn_mask=bias, scale=ctx.scale)

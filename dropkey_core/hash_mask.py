@@ -77,14 +77,12 @@ class HashMask:
         return mix32(counters.mul_(_GOLDEN).add_(_int32(self.seed >> 32)))
 
     def drop_bias(self, shape: Sequence[int], rows: slice = slice(None), device=None,
-                  out: Optional[torch.Tensor] = None, with_empty_rows: bool = False):
+                  out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Additive float32 mask (0 keep, -inf drop) for query rows ``rows`` of logits ``shape``.
 
         Returns shape (*lead, len(rows), Nk), written into the int32 buffer ``out`` when given
         (at least that many elements). Never restores empty rows: callers do that, after
-        combining it with their own attention mask. ``with_empty_rows`` also returns which rows
-        have every key dropped, (*lead, len(rows), 1) bool; the compiled fill finds them while
-        hashing, saving a pass over the mask.
+        combining it with their own attention mask.
         """
         *lead, num_queries, num_keys = shape
         row_keys = self.row_keys(lead, num_queries, rows, device)
@@ -92,21 +90,14 @@ class HashMask:
         if out is None:
             out = torch.empty(size, dtype=torch.int32, device=device)
         out = out[:size].view(-1, num_keys)
-        all_dropped = self.fill_bias(out, row_keys, self.column_keys(num_keys, device))
-        bias = out.view(torch.float32).view(*lead, -1, num_keys)
-        if not with_empty_rows:
-            return bias
-        if all_dropped is None:
-            return bias, bias.amax(dim=-1, keepdim=True) == float("-inf")
-        return bias, all_dropped.view(*lead, -1, 1)
+        self.fill_bias(out, row_keys, self.column_keys(num_keys, device))
+        return out.view(torch.float32).view(*lead, -1, num_keys)
 
-    def fill_bias(self, out: torch.Tensor, row_keys: torch.Tensor,
-                  column_keys: torch.Tensor) -> Optional[torch.Tensor]:
+    def fill_bias(self, out: torch.Tensor, row_keys: torch.Tensor, column_keys: torch.Tensor):
         """Hash every (row, key) pair into int32 ``out`` (rows x keys) as float32 0 / -inf bits.
 
-        Eager torch works block by block, in place, so each block's passes stay in cache; large
-        fills (see :func:`use_compiled_hash`) run as one fused compiled loop, which also returns
-        which rows have every key dropped (None from the eager loop). The drop test
+        Eager torch works block by block, in place, so each block's passes stay in cache; with
+        :func:`use_compiled_hash` one fused compiled loop does it. The drop test
         ``hash < threshold`` is done arithmetically, ``((hash >> 1) - threshold / 2) >> 31`` is
         all ones exactly when it holds (threshold is even), since bool ops and ``where`` are
         several times slower on CPU than shifts.
@@ -114,8 +105,9 @@ class HashMask:
         compiled = _compiled_fill_for(out)
         if compiled is not None:
             try:
-                return compiled(out, row_keys, column_keys,
-                                torch.tensor(self.threshold >> 1, dtype=torch.int32))
+                compiled(out, row_keys, column_keys,
+                         torch.tensor(self.threshold >> 1, dtype=torch.int32))
+                return
             except Exception:  # noqa: BLE001 - any compiler failure: the eager loop is exact too
                 use_compiled_hash(False)
         rows_per_block = max(1, BLOCK_ELEMENTS // max(1, out.shape[1]))
@@ -131,7 +123,6 @@ class HashMask:
             x.bitwise_xor_(tmp).mul_(_M2)
             x.bitwise_right_shift_(1).sub_(half_threshold).bitwise_right_shift_(31)
             x.bitwise_and_(_NEG_INF_BITS)
-        return None
 
     def keep_mask(self, shape: Sequence[int], device=None) -> torch.Tensor:
         """Boolean keep mask of logits ``shape`` (B, H, Nq, Nk), as materialised by ``hash``."""
@@ -139,13 +130,10 @@ class HashMask:
 
 
 def _fill_fused(out, row_keys, column_keys, half_threshold):
-    """The same hash as :meth:`HashMask.fill_bias`, written out of place for torch.compile;
-    returns which rows have every key dropped (computed in the same loop)."""
+    """The same hash as :meth:`HashMask.fill_bias`, written out of place for torch.compile."""
     x = (row_keys[:, None] ^ column_keys) * _M1
     x = (x ^ ((x >> 15) & 0x1FFFF)) * _M2
-    dropped = ((x >> 1) - half_threshold) >> 31  # -1 where dropped, else 0
-    out.copy_(dropped & _NEG_INF_BITS)
-    return dropped.amax(dim=-1) < 0
+    out.copy_((((x >> 1) - half_threshold) >> 31) & _NEG_INF_BITS)
 
 
 COMPILE_MIN_ELEMENTS = 1 << 22  # automatic mode: fills at least this large run compiled

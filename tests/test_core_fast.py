@@ -60,8 +60,8 @@ def test_chunks_split_the_queries_and_never_hold_the_whole_mask(monkeypatch):
     sizes = []
     drop_bias = HashMask.drop_bias
     monkeypatch.setattr(HashMask, "drop_bias",
-                        lambda self, *a, **kw: sizes.append(drop_bias(self, *a, **kw)[0].numel())
-                        or drop_bias(self, *a, **kw))
+                        lambda self, *a, **kw: sizes.append(drop_bias(self, *a, **kw).numel()) or
+                        drop_bias(self, *a, **kw))
     mask = HashMask(9, 0.2)
     out = chunked_dropkey_attention(q, k, v, mask, chunk_elements=6 * 30 * 8)
     out.sum().backward()
@@ -69,17 +69,20 @@ def test_chunks_split_the_queries_and_never_hold_the_whole_mask(monkeypatch):
     torch.testing.assert_close(out, paper_reference(q, k, v, mask.keep_mask((2, 3, 50, 30))))
 
 
-def test_chunked_gradients_equal_the_reference_gradients_for_the_same_mask():
-    q, k, v = qkv(b=2, h=2, nq=21, nk=13, d=6, dtype=torch.float64, requires_grad=True)
-    mask = HashMask(4, 0.4)
-    keep = mask.keep_mask((2, 2, 21, 13))
-    additive = torch.randn(21, 13, dtype=torch.float64)
+@pytest.mark.parametrize("ratio,keys", [(0.4, 13), (0.8, 2)])  # 0.8 of 2 keys: empty rows
+def test_chunked_gradients_equal_the_reference_gradients_for_the_same_mask(ratio, keys):
+    q, k, v = qkv(b=2, h=2, nq=21, nk=keys, d=6, dtype=torch.float64, requires_grad=True)
+    mask = HashMask(4, ratio)
+    keep = mask.keep_mask((2, 2, 21, keys))
+    assert (~keep.any(-1)).any() == (keys == 2)
+    keep = keep | ~keep.any(-1, keepdim=True)  # keyless rows count as if nothing was dropped
+    additive = torch.randn(21, keys, dtype=torch.float64)
     grad_out = torch.randn(2, 2, 21, 6, dtype=torch.float64)
 
     def grads(fn):
         return torch.autograd.grad(fn(q, k, v), (q, k, v), grad_out)
 
-    chunk = 2 * 2 * 5 * 13  # five queries per chunk: the last chunk is partial
+    chunk = 2 * 2 * 5 * keys  # five queries per chunk: the last chunk is partial
     fast = grads(lambda *t: chunked_dropkey_attention(*t, mask, attn_mask=additive,
                                                       chunk_elements=chunk))
     slow = grads(lambda *t: paper_reference(*t, keep, additive))
@@ -88,6 +91,15 @@ def test_chunked_gradients_equal_the_reference_gradients_for_the_same_mask():
     small = [t[:1, :1, :4].detach().requires_grad_() for t in (q, k, v)]
     assert torch.autograd.gradcheck(
         lambda *t: chunked_dropkey_attention(*t, HashMask(2, 0.3), chunk_elements=8), small)
+
+
+def test_keyless_rows_are_confirmed_on_the_mask():
+    bias = torch.full((1, 1, 3, 4), float("-inf"))
+    bias[0, 0, 0, 1] = 0.0  # a single key: this real row can have logsumexp exactly 0
+    bias[0, 0, 2] = 0.0
+    logsumexp = torch.tensor([[[0.0, 0.0, 1.3]]])  # rows 0 and 1 are candidates
+    assert chunked.keyless_rows(logsumexp, bias).flatten().tolist() == [False, True, False]
+    assert chunked.keyless_rows(torch.ones(1, 1, 3), bias) is None
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -132,20 +144,15 @@ def test_seed_reproducibility_and_generator_independence():
     assert HashMask.draw(0.3, gen(4)) == HashMask.draw(0.3, gen(4))
 
 
-@pytest.mark.parametrize("ratio,keys", [(0.15, 37), (0.9, 3)])
-def test_fused_formula_equals_the_eager_hash(ratio, keys):
-    """The formula torch.compile fuses (run eagerly here) writes the same bits as the eager loop
-    and finds the same rows without a surviving key."""
-    mask = HashMask(2 ** 40 + 17, ratio)
-    shape = (3, 2, 10, keys)
+def test_fused_formula_equals_the_eager_hash():
+    """The formula torch.compile fuses (run eagerly here) writes the same bits as the eager loop."""
+    mask = HashMask(2 ** 40 + 17, 0.15)
+    shape = (3, 2, 10, 37)
     rows = mask.row_keys(shape[:2], shape[2], slice(None))
-    out = torch.empty(rows.numel(), keys, dtype=torch.int32)
-    all_dropped = hash_mask._fill_fused(out, rows, mask.column_keys(keys),
-                                        torch.tensor(mask.threshold >> 1, dtype=torch.int32))
-    bias, empty = mask.drop_bias(shape, with_empty_rows=True)
-    assert torch.equal(out.view(torch.float32).view(shape), bias)
-    assert torch.equal(all_dropped.view(*shape[:-1], 1), empty)
-    assert empty.any() == (keys == 3)
+    out = torch.empty(rows.numel(), 37, dtype=torch.int32)
+    hash_mask._fill_fused(out, rows, mask.column_keys(37),
+                          torch.tensor(mask.threshold >> 1, dtype=torch.int32))
+    assert torch.equal(out.view(torch.float32).view(shape), mask.drop_bias(shape))
 
 
 def test_compiled_hash_writes_the_eager_bits_and_is_used_only_for_large_fills(monkeypatch):
@@ -163,9 +170,7 @@ def test_compiled_hash_writes_the_eager_bits_and_is_used_only_for_large_fills(mo
     monkeypatch.setattr(hash_mask, "_compiled_fill", lambda *a: calls.append(1) or compiled(*a))
     smaller = mask.drop_bias(shape[:-1] + (36,))  # below the threshold: the eager loop
     assert torch.equal(smaller, eager[..., :36]) and not calls
-    bias, empty = mask.drop_bias(shape, with_empty_rows=True)
-    assert torch.equal(bias, eager) and calls == [1]
-    assert torch.equal(empty, eager.amax(dim=-1, keepdim=True) == float("-inf"))
+    assert torch.equal(mask.drop_bias(shape), eager) and calls == [1]
 
 
 def test_backend_arguments_are_checked():
