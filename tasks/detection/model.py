@@ -1,11 +1,11 @@
 """DINO with DETR's dot-product encoder, so DropKey reaches the image-token self-attention."""
 from __future__ import annotations
 
+import torch
 from mmdet.models.detectors import DINO
 from mmdet.models.layers import (MLP, DetrTransformerEncoder, DinoTransformerDecoder,
                                  SinePositionalEncoding)
 from mmdet.registry import MODELS
-import torch
 from torch import nn
 
 
@@ -14,8 +14,9 @@ class DotProductEncoderDINO(DINO):
     """mmdet's DINO (denoising queries, encoder query selection, deformable decoder
     cross-attention) whose encoder is ``DetrTransformerEncoder`` instead of deformable attention.
 
-    DINO converges within minutes on the generated shapes, where DETR, Conditional DETR and
-    DAB-DETR do not; a deformable encoder would leave DropKey only the decoder self-attention.
+    DINO's denoising queries and query selection make it learn the generated shapes in minutes
+    (DAB-DETR of the same size reached AP50 0.11 in 30 epochs, DINO 0.34 in 14); a deformable
+    encoder would leave DropKey only the decoder self-attention.
     The encoder attends over the tokens of every feature level at once; the level embedding in
     the positional encoding tells the levels apart. ``encoder`` takes a ``DetrTransformerEncoder``
     config; everything else is DINO's, except a decoder reference-point head sized for any width.
