@@ -5,7 +5,7 @@
 methods = ['none', 'dropkey-dec']
 seeds = [0]
 tasks = dict(
-    # 12 of 40 epochs, the cosine schedule compressed to match, one evaluation at the end.
+    # 12 of 60 epochs, the cosine schedule compressed to match, one evaluation at the end.
     classification=dict(cfg_options={
         'train_cfg.max_epochs': 12, 'train_cfg.val_interval': 12,
         'param_scheduler.1.end': 12, 'param_scheduler.1.T_max': 9,
