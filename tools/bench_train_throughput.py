@@ -79,7 +79,10 @@ def worker(args) -> dict:
                     batches = iter(loader)
                     data_batch = next(batches)
                 start = time.perf_counter()
-                model.train_step(data_batch, optim_wrapper)
+                try:
+                    model.train_step(data_batch, optim_wrapper)
+                except Exception as err:
+                    raise RuntimeError(f"{method}, step {iters} of a round: {err}") from err
                 seconds += time.perf_counter() - start
                 samples, iters = samples + batch_size(data_batch), iters + 1
                 for scheduler in schedulers:
