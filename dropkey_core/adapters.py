@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention import DropKeyAttentionMixin
+from .masks import as_additive
 
 ADAPTERS: Dict[str, Callable] = {}
 
@@ -156,15 +157,8 @@ def _mha_allowed(attn_mask: Optional[torch.Tensor], key_padding_mask: Optional[t
         elif merged.dtype == torch.bool and padding.dtype == torch.bool:
             merged = merged & padding
         else:
-            merged = _additive(merged, dtype) + _additive(padding, dtype)
+            merged = as_additive(merged, dtype) + as_additive(padding, dtype)
     return merged
-
-
-def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """An SDPA-style mask as an additive float mask (boolean True = attend -> 0, else -inf)."""
-    if mask.dtype != torch.bool:
-        return mask
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
 
 
 # Wrappers whose forward calls the named child attention and keeps only its output: the child

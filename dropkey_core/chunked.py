@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 
 from .hash_mask import HashMask
+from .masks import as_additive
 
 CHUNK_ELEMENTS = 1 << 26  # mask elements per kernel call (256 MB in float32): with fewer than
 # about 1000 query rows per call the flash kernels lose up to a third of their speed
@@ -45,10 +46,7 @@ def additive_mask(attn_mask: Optional[torch.Tensor], dtype: torch.dtype) -> Opti
     """An SDPA-style mask (bool True = attend, or additive) as 4-D ``dtype``, at its own size."""
     if attn_mask is None:
         return None
-    if attn_mask.dtype == torch.bool:
-        attn_mask = torch.zeros(attn_mask.shape, dtype=dtype, device=attn_mask.device) \
-            .masked_fill_(~attn_mask, float("-inf"))
-    return attn_mask.to(dtype)[(None,) * (4 - attn_mask.dim())]
+    return as_additive(attn_mask, dtype).to(dtype)[(None,) * (4 - attn_mask.dim())]
 
 
 _local = threading.local()

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from .chunked import chunked_dropkey_attention, chunked_supported
 from .hash_mask import HashMask
-from .masks import (restore_empty_rows, sample_block_keep_mask, sample_cross_keep_mask,
-                    sample_keep_mask)
+from .masks import (as_additive, restore_empty_rows, sample_block_keep_mask,
+                    sample_cross_keep_mask, sample_keep_mask)
 
 METHODS = ("none", "attn_drop", "dropkey", "dropkey_block", "dropkey_cross")
 KEY_DROP_METHODS = ("dropkey", "dropkey_block", "dropkey_cross")
@@ -178,9 +178,8 @@ def dropkey_attention(
             keep = restore_empty_rows(keep, allowed_keys(attn_mask))
             mask = merge_masks(keep, attn_mask)
         if fused and not need_weights:
-            if active and mask.dtype == torch.bool:
-                # SDPA would turn the boolean mask into an additive one in forward and backward.
-                mask = torch.where(mask, q.new_zeros(()), q.new_full((), float("-inf")))
+            if active:  # SDPA would turn a boolean mask into an additive one twice (fwd, bwd)
+                mask = as_additive(mask, q.dtype)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         weights = attention_weights(q, k, scale, mask)
     out = weights @ v

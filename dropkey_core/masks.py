@@ -131,6 +131,15 @@ def sample_cross_keep_mask(
     return _with_prefix(grid_keep, num_prefix_keys)
 
 
+def as_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An SDPA-style mask as an additive one: a boolean mask (True = attend) becomes 0 / -inf in
+    ``dtype``; an additive mask is returned as it is."""
+    if mask.dtype != torch.bool:
+        return mask
+    zero = torch.zeros((), dtype=dtype, device=mask.device)
+    return torch.where(mask, zero, zero - float("inf"))
+
+
 def restore_empty_rows(keep: torch.Tensor, allowed: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Undo the drop for every query whose allowed keys were all dropped.
 
