@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tasks.common.aggregate import aggregate, collect, kendalls_w, paired_difference, summarise
+from tasks.common.aggregate import (_difference, _mean_std, aggregate, collect, kendalls_w,
+                                    paired_difference, summarise)
 from tasks.common.files import DataFormatError, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,7 +198,7 @@ def test_outputs_in_every_format(suite_dir, tmp_path):
     assert {p.name for p in paths.values()} == {"summary.md", "summary.html", "summary.csv",
                                                 "summary.json"}
     markdown = paths["md"].read_text()
-    assert "| dropkey-dec | 3 | 0.935 ± 0.005 | 0.065 ± 0.005 |" in markdown
+    assert "| dropkey-dec | 3 | 0.9350 ± 0.0050 | 0.0650 ± 0.0050 |" in markdown
     assert "no config matches configs/detection/*_none_embedded.py" in markdown
     assert "cls/top1 ↑" in markdown and "mesh/pa_mpjpe ↓" in markdown
     rows = list(csv.DictReader(paths["csv"].open()))
@@ -210,3 +211,14 @@ def test_outputs_in_every_format(suite_dir, tmp_path):
     # per benchmark: bars, schedules, entropy, curves
     assert html.count("<img src='data:image/png;base64,") == 2 * 4
     assert json.loads(paths["json"].read_text())["problems"][0]["task"] == "detection"
+
+
+def test_numbers_are_rounded_to_their_uncertainty():
+    assert _mean_std(dict(mean=0.95, std=0.004811)) == "0.9500 ± 0.0048"
+    assert _mean_std(dict(mean=87.834, std=2.31)) == "87.8 ± 2.3"
+    assert _mean_std(dict(mean=0.9519, std=None)) == "0.9519"  # one seed: no std
+    assert _difference(dict(mean=-0.001852, ci_low=-0.01239, ci_high=0.008689,
+                            excludes_zero=False)) == "-0.002 [-0.012, +0.009]"
+    assert _difference(dict(mean=-4.5, ci_low=-6.1, ci_high=-2.9,
+                            excludes_zero=True)) == "-4.5 [-6.1, -2.9] *"
+    assert _difference(dict(mean=0.5, ci_low=None, ci_high=None, excludes_zero=False)) == "+0.5"

@@ -32,6 +32,7 @@ METHOD_ORDER = ("none", "attndrop", "dropkey-const", "dropkey-dec", "dropkey-inc
 BASELINES = ("none", "attndrop")
 CONFIDENCE = 0.95
 OUTPUT_STEM = "summary"
+MAX_DECIMALS = 6
 
 
 def method_key(method: str):
@@ -273,24 +274,37 @@ def summarise(runs: list[Run], statuses: list[tuple[Path, dict]], inputs) -> dic
 
 # --------------------------------------------------------------------------------------- tables
 
-def _num(value, signed: bool = False) -> str:
+def _num(value, signed: bool = False, uncertainty: Optional[float] = None) -> str:
+    """``value`` to two significant digits of its ``uncertainty`` (a std or an interval's
+    half-width), so a column's numbers line up; four significant digits without one."""
     if value is None:
         return "–"
-    return f"{value:+.4g}" if signed else f"{value:.4g}"
+    sign = "+" if signed else ""
+    if uncertainty and math.isfinite(uncertainty):
+        decimals = min(MAX_DECIMALS, max(0, 1 - math.floor(math.log10(abs(uncertainty)))))
+        return f"{value:{sign}.{decimals}f}"
+    return f"{value:{sign}.4g}"
 
 
 def _mean_std(cell: Optional[dict]) -> str:
     if not cell:
         return "–"
-    return _num(cell["mean"]) + (f" ± {_num(cell['std'])}" if cell["std"] is not None else "")
+    if cell["std"] is None:
+        return _num(cell["mean"])
+    mean, std = (_num(cell[key], uncertainty=cell["std"]) for key in ("mean", "std"))
+    return f"{mean} ± {std}"
 
 
 def _difference(cell: Optional[dict]) -> str:
     if not cell:
         return "–"
-    text = _num(cell["mean"], signed=True)
-    if cell["ci_low"] is not None:
-        text += f" [{_num(cell['ci_low'], True)}, {_num(cell['ci_high'], True)}]"
+    if cell["ci_low"] is None:
+        text = _num(cell["mean"], signed=True)
+    else:
+        half_width = (cell["ci_high"] - cell["ci_low"]) / 2
+        low, mean, high = (_num(cell[key], True, half_width)
+                           for key in ("ci_low", "mean", "ci_high"))
+        text = f"{mean} [{low}, {high}]"
     return text + (" *" if cell["excludes_zero"] else "")
 
 
