@@ -116,8 +116,13 @@ def test_differences_from_both_baselines_are_paired_by_seed(suite_dir):
 
 def test_cross_task_views_respect_lower_is_better(suite_dir):
     cross = summary_of(suite_dir)["cross_task"]
-    mesh_gain = cross["relative_to_none_percent"]["dropkey-dec"]["mesh/synthetic"]["percent"]
-    assert mesh_gain == pytest.approx(100 * (81.0 - 76.5) / 81.0)  # lower error: positive gain
+    mesh_gain = cross["relative_to_none_percent"]["dropkey-dec"]["mesh/synthetic"]
+    assert mesh_gain["percent"] == pytest.approx(100 * (81.0 - 76.5) / 81.0)  # lower error: gain
+    # Paired differences -5, -4 mm: t-interval -4.5 ± 12.706 * 0.5, in % of 81 mm, sign flipped.
+    half = stats.t.ppf(0.975, 1) * 0.5
+    assert (mesh_gain["ci_low"], mesh_gain["ci_high"]) == pytest.approx(
+        (100 * (4.5 - half) / 81.0, 100 * (4.5 + half) / 81.0))
+    assert not mesh_gain["excludes_zero"]
     cls_gain = cross["relative_to_none_percent"]["dropkey-dec"]["classification/digits"]["percent"]
     assert cls_gain == pytest.approx(100 * (0.935 - 0.91) / 0.91)
     ranking = cross["ranking"]

@@ -217,6 +217,15 @@ def _problems(benchmarks: list[dict], runs: list[Run], statuses) -> list[dict]:
     return sorted(problems, key=lambda p: (p["task"], method_key(p["method"]), p["seed"]))
 
 
+def _scaled_interval(difference: Optional[dict], scale: float) -> dict:
+    """The paired interval of a difference from ``none`` in percent of none's mean (``scale``
+    is negative for lower-is-better metrics, which swaps the ends)."""
+    if not difference or difference["ci_low"] is None:
+        return {"ci_low": None, "ci_high": None, "excludes_zero": False}
+    low, high = sorted(scale * difference[end] for end in ("ci_low", "ci_high"))
+    return {"ci_low": low, "ci_high": high, "excludes_zero": difference["excludes_zero"]}
+
+
 def _cross_task(benchmarks: list[dict]) -> dict:
     methods = sorted({m for b in benchmarks for m in b["methods"]}, key=method_key)
     primary = {m: {b["name"]: b["stats"][m][b["primary_metric"]] for b in benchmarks
@@ -229,9 +238,11 @@ def _cross_task(benchmarks: list[dict]) -> dict:
             base = primary.get("none", {}).get(bench["name"])
             if cell is None or base is None or base["mean"] == 0:
                 continue
-            sign = 1 if bench["higher_is_better"] else -1
+            scale = (100 if bench["higher_is_better"] else -100) / abs(base["mean"])
             relative[method][bench["name"]] = {
-                "percent": 100 * sign * (cell["mean"] - base["mean"]) / abs(base["mean"]),
+                "percent": scale * (cell["mean"] - base["mean"]),
+                **_scaled_interval(bench["differences"].get("none", {}).get(method, {})
+                                   .get(bench["primary_metric"]), scale),
                 "sources": cell["sources"] + base["sources"]}
 
     def rank(bench, candidates):
@@ -348,9 +359,10 @@ def tables(summary: dict) -> list[dict]:
             benchmark=None, title="All tasks: relative improvement over none (%)",
             header=["method"] + names + ["better than none"],
             note="100 · (mean − mean of none) / |mean of none|, sign flipped for "
-                 "lower-is-better metrics: positive is better",
-            rows=[[m] + [_num(relative[m][n]["percent"], True) if n in relative[m] else "–"
-                         for n in names]
+                 f"lower-is-better metrics: positive is better; [{CONFIDENCE:.0%} paired "
+                 "t-interval of the difference, also in % of none's mean]; * = it excludes 0",
+            rows=[[m] + [_difference({**relative[m][n], "mean": relative[m][n]["percent"]})
+                         if n in relative[m] else "–" for n in names]
                   + [f"{cross['ranking'][m]['better_than_none']}/"
                      f"{cross['ranking'][m]['compared_with_none']}"]
                   for m in cross["methods"] if m != "none"]))
