@@ -61,6 +61,9 @@ def worker(args) -> dict:
             cfg.log_level = "WARNING"
             cfg.visualizer = dict(type="Visualizer", vis_backends=[])  # nothing is logged
             runner = build_runner(cfg)
+            # Runner.train() initialises the weights; building alone leaves e.g. DINO's
+            # level_embed as torch.empty memory, which made the timed steps NaN at random.
+            runner.model.init_weights()
             runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
             # Warm-up as in training: without it DETR-style models can diverge in a few steps.
             schedulers = runner.build_param_scheduler(runner.param_schedulers)
