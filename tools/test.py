@@ -9,7 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.common import build_runner  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
 from tasks.common.cli import add_common_arguments, load_config, run_cli  # noqa: E402
 
 
@@ -21,7 +22,7 @@ def main():
     args = parser.parse_args()
     cfg = load_config(args)
     cfg.load_from, cfg.resume = args.checkpoint, False
-    build_runner(cfg).test()
+    Runner.from_cfg(cfg).test()
 
 
 if __name__ == "__main__":

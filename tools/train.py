@@ -9,7 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.common import build_runner  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
 from tasks.common.cli import add_common_arguments, load_config, run_cli  # noqa: E402
 
 
@@ -25,7 +26,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    build_runner(cfg).train()
+    Runner.from_cfg(cfg).train()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,13 @@
-"""Pieces every task shares: the runner builder, the report hook and file helpers."""
-from .files import DataFormatError, write_json_atomic
-from .report import BenchReportHook, REPORT_NAME, read_report
-from .runner import build_runner, dropkey_options
+"""Pieces every task shares: the run hooks, the report, the variant registry and file helpers.
 
-__all__ = ["DataFormatError", "write_json_atomic", "BenchReportHook", "REPORT_NAME",
-           "read_report", "build_runner", "dropkey_options"]
+Importing registers the hooks (``DropKeyHook``, ``PlainCheckpointHook``, ``BenchReportHook``)
+with mmengine's registry and changes no other global state.
+"""
+from .files import DataFormatError, write_json_atomic
+from .hooks import DropKeyHook, PlainCheckpointHook, resolve_dropkey
+from .report import REPORT_NAME, BenchReportHook, read_report
+from .variants import BASELINES, VARIANTS, Variant, get_variant
+
+__all__ = ["DataFormatError", "write_json_atomic", "DropKeyHook", "PlainCheckpointHook",
+           "resolve_dropkey", "BenchReportHook", "REPORT_NAME", "read_report", "BASELINES",
+           "VARIANTS", "Variant", "get_variant"]

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from mmengine.config import Config, DictAction
 
 from .files import DataFormatError
@@ -31,6 +32,8 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
+    if args.launcher != "none" and not torch.cuda.is_available():
+        cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or str(
         Path("work_dirs") / Path(args.config).stem)
     randomness = dict(cfg.get("randomness", {}))

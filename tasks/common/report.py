@@ -1,7 +1,8 @@
 """The run report: ``WORK_DIR/report.json``, the contract between a run and the aggregation.
 
 Written atomically at the end of every finished train or test run (rank 0 only); a run that
-fails writes none. ``read_report`` validates one, naming the file and the field at fault.
+fails writes none. ``read_report`` validates one, naming the file and the field at fault, and
+reads schema version 1 (where ``method`` held the variant label) as version 2.
 """
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from typing import Optional
 
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
 
 from dropkey_core import attention_entropy, attention_layers, set_attention_stats
 
 from .files import DataFormatError, load_json, write_json_atomic
+from .hooks import resolve_dropkey, unwrap
+from .variants import VARIANTS
 
 REPORT_NAME = "report.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REQUIRED_FIELDS = {
-    "task": str, "config": str, "method": str, "schedule": str, "attention_layers": list,
+    "task": str, "config": str, "variant": str, "method": str, "schedule": str,
+    "attention_layers": list,
     "seed": (int, type(None)), "dataset": str, "metrics": dict, "primary_metric": str,
     "higher_is_better": bool, "epochs": (int, float), "train_seconds": (int, float),
     "versions": dict, "git_commit": str,
@@ -78,6 +82,7 @@ def _float_metrics(metrics: dict) -> dict:
     return out
 
 
+@HOOKS.register_module()
 class BenchReportHook(Hook):
     """Records attention entropy during evaluation and writes the report when the run ends."""
 
@@ -91,10 +96,6 @@ class BenchReportHook(Hook):
         self.train_started = self.train_seconds = self.iter_seconds = 0.0
         self.train_iters = 0
         self._iter_started = 0.0
-
-    @staticmethod
-    def _model(runner):
-        return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def before_train(self, runner):
         self.mode = "train"
@@ -112,13 +113,13 @@ class BenchReportHook(Hook):
 
     def _start_eval(self, runner):
         if self.record_entropy:
-            set_attention_stats(self._model(runner), True)
+            set_attention_stats(unwrap(runner.model), True)
 
     def _end_eval(self, runner, metrics):
         self.metrics = dict(metrics or {})
         if self.record_entropy:
-            self.entropy = attention_entropy(self._model(runner))
-            set_attention_stats(self._model(runner), False)
+            self.entropy = attention_entropy(unwrap(runner.model))
+            set_attention_stats(unwrap(runner.model), False)
 
     def before_val_epoch(self, runner):
         self._start_eval(runner)
@@ -141,13 +142,13 @@ class BenchReportHook(Hook):
 
     def build_report(self, runner) -> dict:
         cfg = runner.cfg
-        dropkey = cfg.get("dropkey", {})
+        variant, dropkey = resolve_dropkey(cfg)
         metrics = _float_metrics(self.metrics)
         primary = cfg.get("primary_metric")
         if primary not in metrics:
             raise KeyError(f"primary_metric {primary!r} is not among the metrics {sorted(metrics)}")
         layers = []
-        for layer in attention_layers(self._model(runner)):
+        for layer in attention_layers(unwrap(runner.model)):
             record = layer.as_dict()
             if layer.name in self.entropy:
                 record["entropy"] = self.entropy[layer.name]
@@ -161,9 +162,10 @@ class BenchReportHook(Hook):
             "mode": self.mode,
             "task": cfg.get("task", "unknown"),
             "config": str(cfg.filename),
-            "method": cfg.get("method_name", dropkey.get("method", "none")),
-            "schedule": dropkey.get("schedule", "constant"),
-            "base_drop_ratio": float(dropkey.get("drop_ratio", 0.0)),
+            "variant": variant,
+            "method": dropkey["method"],
+            "schedule": dropkey["schedule"],
+            "base_drop_ratio": dropkey["drop_ratio"],
             "attention_layers": layers,
             "seed": runner.seed,
             "dataset": cfg.get("dataset_name", "unknown"),
@@ -182,11 +184,30 @@ class BenchReportHook(Hook):
         }
 
 
+def _upgrade_v1(report: dict) -> dict:
+    """A version-1 report as version 2: its ``method`` was the variant label."""
+    label = report.get("method")
+    if isinstance(label, str):
+        report["variant"] = label
+        known = VARIANTS.get(label)
+        report["method"] = known.method if known else next(
+            (layer.get("method") for layer in report.get("attention_layers") or ()
+             if isinstance(layer, dict) and layer.get("method") != "untouched"), label)
+    report["schema_version"] = SCHEMA_VERSION
+    return report
+
+
 def read_report(path) -> dict:
     """Load and validate a report; raise DataFormatError naming the file and field at fault."""
     report = load_json(path, "report")
     if not isinstance(report, dict):
         raise DataFormatError(path, "<root>", "expected a JSON object")
+    version = report.get("schema_version", 1)
+    if version == 1:
+        report = _upgrade_v1(report)
+    elif version != SCHEMA_VERSION:
+        raise DataFormatError(path, "schema_version",
+                              f"{version!r} is not 1 or {SCHEMA_VERSION}")
     for field, kind in REQUIRED_FIELDS.items():
         if field not in report:
             raise DataFormatError(path, field, "missing")

@@ -1,3 +1,3 @@
-# Baseline: classic dropout on the softmax weights, rescaled by 1/(1-p), same ratio in every layer.
-method_name = 'attndrop'
-dropkey = dict(method='attn_drop', schedule='constant', drop_ratio=0.1)
+# The `attndrop` variant (tasks/common/variants.py); override a field with e.g.
+# --cfg-options dropkey.drop_ratio=0.2
+dropkey = dict(variant='attndrop')

@@ -1,3 +1,3 @@
-# Structured DropKey: square 3x3 windows of the key grid, decreasing schedule.
-method_name = 'dropkey-block'
-dropkey = dict(method='dropkey_block', schedule='linear_decrease', drop_ratio=0.1, block_size=3)
+# The `dropkey-block` variant (tasks/common/variants.py); override a field with e.g.
+# --cfg-options dropkey.drop_ratio=0.2
+dropkey = dict(variant='dropkey-block')

@@ -1,3 +1,3 @@
-# DropKey with the same ratio in every layer.
-method_name = 'dropkey-const'
-dropkey = dict(method='dropkey', schedule='constant', drop_ratio=0.1)
+# The `dropkey-const` variant (tasks/common/variants.py); override a field with e.g.
+# --cfg-options dropkey.drop_ratio=0.2
+dropkey = dict(variant='dropkey-const')

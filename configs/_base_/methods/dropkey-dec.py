@@ -1,3 +1,3 @@
-# DropKey, the paper's choice: the ratio falls linearly from drop_ratio (first layer) to 0 (last).
-method_name = 'dropkey-dec'
-dropkey = dict(method='dropkey', schedule='linear_decrease', drop_ratio=0.1)
+# The `dropkey-dec` variant (tasks/common/variants.py); override a field with e.g.
+# --cfg-options dropkey.drop_ratio=0.2
+dropkey = dict(variant='dropkey-dec')

@@ -1,3 +1,3 @@
-# DropKey with the ratio rising linearly from 0 (first layer) to drop_ratio (last).
-method_name = 'dropkey-inc'
-dropkey = dict(method='dropkey', schedule='linear_increase', drop_ratio=0.1)
+# The `dropkey-inc` variant (tasks/common/variants.py); override a field with e.g.
+# --cfg-options dropkey.drop_ratio=0.2
+dropkey = dict(variant='dropkey-inc')

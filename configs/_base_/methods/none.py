@@ -1,3 +1,3 @@
-# Baseline: no regularisation of the attention.
-method_name = 'none'
-dropkey = dict(method='none', schedule='constant', drop_ratio=0.0)
+# The `none` variant (tasks/common/variants.py); override a field with e.g.
+# --cfg-options dropkey.drop_ratio=0.2
+dropkey = dict(variant='none')
