@@ -4,7 +4,8 @@ Importing registers the hooks (``DropKeyHook``, ``PlainCheckpointHook``, ``Bench
 with mmengine's registry and changes no other global state.
 """
 from .files import DataFormatError, write_json_atomic
-from .hooks import DropKeyHook, PlainCheckpointHook, resolve_dropkey
+from .checkpoint import PlainCheckpointHook
+from .hooks import DropKeyHook, resolve_dropkey
 from .report import REPORT_NAME, BenchReportHook, read_report
 from .variants import BASELINES, VARIANTS, Variant, get_variant
 

@@ -2,17 +2,17 @@
 
 ``configs/_base_/default_runtime.py`` lists them in ``custom_hooks``, so ``Runner.from_cfg(cfg)``
 on any config of this repository injects the configured regulariser, keeps its checkpoints safe
-to load and writes ``report.json`` (:class:`~tasks.common.report.BenchReportHook`), exactly as
-``tools/train.py`` and ``tools/test.py`` do.
+to load (:mod:`tasks.common.checkpoint`) and writes ``report.json``
+(:class:`~tasks.common.report.BenchReportHook`), exactly as ``tools/train.py`` and
+``tools/test.py`` do.
 """
 from __future__ import annotations
 
 import math
 import re
-import numpy as np
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.logging import HistoryBuffer, print_log
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
@@ -113,59 +113,3 @@ class DropKeyHook(Hook):
                          for layer in layers)
         print_log(f"variant {label}, attention layers ({len(layers)}):\n{rows}",
                   logger="current")
-
-
-# ------------------------------------------------------------------------------ checkpoints
-
-def _plain(value):
-    """``value`` with numpy arrays and scalars turned into lists and Python numbers."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return type(value)((k, _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    return value
-
-
-def _buffer_to_plain(buffer: HistoryBuffer) -> dict:
-    history, counts = buffer.data
-    return {"log_history": history.tolist(), "count_history": counts.tolist(),
-            "max_length": buffer.max_length}
-
-
-@HOOKS.register_module()
-class PlainCheckpointHook(Hook):
-    """Keeps checkpoints loadable by torch's weights-only unpickler, with nothing allow-listed.
-
-    mmengine saves the message hub's ``HistoryBuffer`` objects and numpy values, which
-    ``torch.load(weights_only=True)`` refuses unless callables are allow-listed; and on resume
-    it executes ``meta['config']`` as Python. Here the buffers are saved as plain lists and
-    rebuilt after loading, and the config text is kept under ``meta['config_text']``, which
-    nothing executes; a ``meta['config']`` in a checkpoint from elsewhere is dropped unread.
-    """
-
-    priority = "VERY_LOW"  # after every other hook has added what it saves
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        meta = checkpoint.get("meta", {})
-        if "config" in meta:
-            meta["config_text"] = meta.pop("config")
-        checkpoint["meta"] = _plain(meta)
-        hub = checkpoint.get("message_hub")
-        if hub is not None:
-            hub["log_scalars"] = {key: _buffer_to_plain(buffer)
-                                  for key, buffer in hub["log_scalars"].items()}
-            hub["runtime_info"] = _plain(hub["runtime_info"])
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.get("meta", {}).pop("config", None)
-        hub = checkpoint.get("message_hub")
-        if hub is not None:
-            hub["log_scalars"] = {
-                key: HistoryBuffer(value["log_history"], value["count_history"],
-                                   value["max_length"]) if isinstance(value, dict) else value
-                for key, value in hub["log_scalars"].items()}
-
