@@ -31,7 +31,14 @@ def qualified_name(cls: type) -> str:
 
 
 def register_adapter(name: str) -> Callable[[Callable], Callable]:
-    """Register ``forward`` as the DropKey forward of the class with qualified ``name``."""
+    """Register ``forward`` (a decorator) as the DropKey forward of the class with qualified
+    ``name`` (``type(module).__module__ + "." + __qualname__``), so ``inject_dropkey`` adapts it.
+
+    ``forward(self, ...)`` takes the original's arguments and computes what the original does
+    with the same submodules and parameters, except that the softmax attention over (B, H, N, D)
+    tensors goes through ``self._attend(q, k, v, attn_mask=None, need_weights=False,
+    scale=None)``, which returns ``(out, weights or None)``.
+    """
     def wrap(forward: Callable) -> Callable:
         ADAPTERS[name] = forward
         return forward
@@ -101,41 +108,6 @@ def _volo_class_attention(self, x):
     q = _heads(self.q(x[:, :1]), self.num_heads)
     out, _ = self._attend(q, k, v, scale=self.scale)
     return self.proj_drop(self.proj(_merge(out)))
-
-
-@register_adapter("timm.models.cait.ClassAttn")
-def _cait_class_attention(self, x):
-    """CaiT's class attention."""
-    q = _heads(self.q(x[:, :1]), self.num_heads)
-    k = _heads(self.k(x), self.num_heads)
-    v = _heads(self.v(x), self.num_heads)
-    out, _ = self._attend(q, k, v, scale=self.scale)
-    return self.proj_drop(self.proj(_merge(out)))
-
-
-@register_adapter("timm.models.cait.TalkingHeadAttn")
-def _cait_talking_heads(self, x):
-    """CaiT's talking-heads attention: heads are mixed before and after the softmax.
-
-    DropKey masks the mixed logits right before the softmax; ``attn_drop`` drops the mixed
-    weights after ``proj_w``, where the original applies its dropout.
-    """
-    batch, tokens, channels = x.shape
-    q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-    logits = (q * self.scale) @ k.transpose(-2, -1)
-    logits = self.proj_l(logits.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-    keep = self._logit_keep_mask(logits.shape, logits.device)
-    is_attn_drop = self.dropkey.method == "attn_drop"
-    if keep is not None and not is_attn_drop:
-        logits = logits.masked_fill(~keep, float("-inf"))
-    weights = logits.softmax(dim=-1)
-    weights = self.proj_w(weights.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-    if keep is not None and is_attn_drop:
-        weights = weights * keep.to(weights.dtype) / (1.0 - self.dropkey.drop_ratio)
-    if self.dropkey.record_stats and not self.training:
-        self._record_entropy(logits.softmax(dim=-1))
-    out = _merge(weights @ v).reshape(batch, tokens, channels)
-    return self.proj_drop(self.proj(out))
 
 
 # --------------------------------------------------------------------------------------- torch
@@ -212,33 +184,3 @@ def _torch_multihead_attention(self, query, key, value, key_padding_mask=None, n
     elif self.batch_first:
         out = out.transpose(0, 1)
     return out, weights
-
-
-# --------------------------------------------------------------------------------------- mmdet
-@register_adapter("mmdet.models.layers.transformer.utils.ConditionalAttention")
-def _mmdet_conditional_attention(self, query, key, query_pos=None, ref_sine_embed=None,
-                                 key_pos=None, attn_mask=None, key_padding_mask=None,
-                                 is_first=False):
-    """Conditional DETR / DAB-DETR decoder attention, residual included.
-
-    Self-attention adds the positional projections to the content ones. Cross-attention
-    concatenates content and positional parts per head, so each head's logit is the sum of a
-    content and a spatial dot product over the image tokens (scaled by the doubled head width).
-    Attention-weight dropout (``attn_drop``) is replaced by the configured method.
-    """
-    heads = self.num_heads
-    if self.cross_attn:
-        k_pos = self.kpos_proj(key_pos)
-        q, k = self.qcontent_proj(query), self.kcontent_proj(key)
-        if is_first or self.keep_query_pos:
-            q, k = q + self.qpos_proj(query_pos), k + k_pos
-        q = torch.cat([_heads(q, heads), _heads(self.qpos_sine_proj(ref_sine_embed), heads)], -1)
-        k = torch.cat([_heads(k, heads), _heads(k_pos, heads)], -1)
-        v = _heads(self.v_proj(key), heads)
-    else:
-        q = _heads(self.qcontent_proj(query) + self.qpos_proj(query_pos), heads)
-        k = _heads(self.kcontent_proj(query) + self.kpos_proj(query_pos), heads)
-        v = _heads(self.v_proj(query), heads)
-    mask = _mha_allowed(attn_mask, key_padding_mask, query.shape[0], heads, q.dtype)
-    out, _ = self._attend(q, k, v, attn_mask=mask)
-    return query + self.proj_drop(self.out_proj(_merge(out)))

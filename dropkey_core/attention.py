@@ -12,9 +12,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .functional import (allowed_keys, check_method, dropkey_attention, merge_masks,
-                         sample_method_keep_mask)
-from .masks import restore_empty_rows
+from .functional import check_method, dropkey_attention
+from .masks import merge_masks
 
 
 @dataclass
@@ -65,28 +64,11 @@ class DropKeyAttentionMixin:
             return out, None
         out, weights = out
         if record:
-            self._record_entropy(weights)
+            with torch.no_grad():
+                entropy = row_entropy(weights)
+            settings.entropy_sum += float(entropy.sum())
+            settings.entropy_rows += entropy.numel()
         return out, weights
-
-    def _record_entropy(self, weights: torch.Tensor) -> None:
-        with torch.no_grad():
-            entropy = row_entropy(weights)
-        self.dropkey.entropy_sum += float(entropy.sum())
-        self.dropkey.entropy_rows += entropy.numel()
-
-    def _logit_keep_mask(self, shape, device, attn_mask: Optional[torch.Tensor] = None):
-        """The DropKey keep mask for logits of ``shape``, or None when nothing is dropped.
-
-        For modules that must touch the logits themselves (e.g. talking-heads attention).
-        """
-        settings = self.dropkey
-        if not (self.training and settings.drop_ratio > 0 and settings.method != "none"):
-            return None
-        keep = sample_method_keep_mask(settings.method, shape, settings.drop_ratio, device=device,
-                                       **settings.mask_options())
-        if settings.method == "attn_drop":
-            return keep
-        return restore_empty_rows(keep, allowed_keys(attn_mask))
 
 
 class DropKeyMultiheadAttention(DropKeyAttentionMixin, nn.Module):

@@ -133,11 +133,27 @@ def sample_cross_keep_mask(
 
 def as_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """An SDPA-style mask as an additive one: a boolean mask (True = attend) becomes 0 / -inf in
-    ``dtype``; an additive mask is returned as it is."""
+    ``dtype``; an additive mask is returned as it is. The one boolean-to-additive conversion."""
     if mask.dtype != torch.bool:
         return mask
     zero = torch.zeros((), dtype=dtype, device=mask.device)
     return torch.where(mask, zero, zero - float("inf"))
+
+
+def allowed_keys(attn_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The boolean may-attend part of an SDPA-style mask (None when there is no mask)."""
+    if attn_mask is None:
+        return None
+    return attn_mask if attn_mask.dtype == torch.bool else attn_mask > float("-inf")
+
+
+def merge_masks(keep: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """One SDPA-style mask from a boolean keep mask and a caller's mask (boolean stays boolean)."""
+    if attn_mask is None:
+        return keep
+    if attn_mask.dtype == torch.bool:
+        return keep & attn_mask
+    return attn_mask + as_additive(keep, attn_mask.dtype)
 
 
 def restore_empty_rows(keep: torch.Tensor, allowed: Optional[torch.Tensor] = None) -> torch.Tensor:

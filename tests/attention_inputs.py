@@ -1,4 +1,4 @@
-"""Small deterministic attention inputs shared by the core tests."""
+"""Small deterministic attention inputs and the reference formula shared by the core tests."""
 import torch
 
 
@@ -10,3 +10,12 @@ def qkv(b=2, h=3, nq=16, nk=16, d=8, dtype=torch.float32, seed=0, requires_grad=
 
 def gen(seed=1):
     return torch.Generator().manual_seed(seed)
+
+
+def paper_reference(q, k, v, keep, attn_mask=None):
+    """The paper's snippet, softmax(q kᵀ · scale + dropped · (−1e12) + attn_mask) · v, in q's
+    dtype, for the boolean keep mask ``keep`` (True = kept)."""
+    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + (~keep).to(q.dtype) * -1e12
+    if attn_mask is not None:
+        logits = logits + attn_mask
+    return logits.softmax(dim=-1) @ v

@@ -1,21 +1,22 @@
-"""Fast DropKey backends: counter-based masks and the chunked O(N)-memory path."""
+"""Fast DropKey backends: counter-based masks, the chunked O(N)-memory path, and the plan that
+picks sampler and path."""
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from dropkey_core import (HashMask, chunked, chunked_dropkey_attention, dropkey_attention,
-                          functional, hash_mask, sample_method_keep_mask)
+from dropkey_core import (AttentionPlan, HashMask, chunked, chunked_dropkey_attention,
+                          dropkey_attention, functional, hash_mask, plan_attention,
+                          sample_method_keep_mask)
 
-from attention_inputs import gen, qkv
+from attention_inputs import gen, paper_reference, qkv
 
-
-def paper_reference(q, k, v, keep, attn_mask=None):
-    """softmax(q kᵀ · scale + drop · (−1e12) + attn_mask) · v, in q's dtype."""
-    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + (~keep).to(q.dtype) * -1e12
-    if attn_mask is not None:
-        logits = logits + attn_mask
-    return logits.softmax(dim=-1) @ v
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("backend", ["reference", "hash"])
@@ -155,6 +156,7 @@ def test_fused_formula_equals_the_eager_hash():
     assert torch.equal(out.view(torch.float32).view(shape), mask.drop_bias(shape))
 
 
+@pytest.mark.slow
 def test_compiled_hash_writes_the_eager_bits_and_is_used_only_for_large_fills(monkeypatch):
     """Automatic mode compiles fills of at least COMPILE_MIN_ELEMENTS (one compilation)."""
     mask, shape = HashMask(2 ** 40 + 17, 0.15), (3, 2, 10, 37)
@@ -204,3 +206,71 @@ def test_auto_picks_the_backend_by_mask_size(monkeypatch):
     out = dropkey_attention(q[0], k[0], v[0], 0.3, generator=gen())
     keep = HashMask.draw(0.3, gen()).keep_mask(shape[1:])
     torch.testing.assert_close(out, paper_reference(q[0], k[0], v[0], keep))
+
+
+SMALL, LARGE = (2, 3, 16, 16), (1, 1, 4096, 1025)  # LARGE: above SMALL_MASK_ELEMENTS
+
+
+@pytest.mark.parametrize("method,shape,options,expected", [
+    ("dropkey", SMALL, dict(training=False), ("none", None, "fused")),
+    ("dropkey", SMALL, dict(training=False, need_weights=True), ("none", None, "readable")),
+    ("attn_drop", SMALL, dict(drop_ratio=0.0), ("none", None, "fused")),
+    ("none", SMALL, {}, ("none", None, "fused")),
+    ("dropkey", SMALL, {}, ("dropkey", "reference", "fused")),
+    ("dropkey", SMALL, dict(fused=False), ("dropkey", "reference", "readable")),
+    ("dropkey", SMALL, dict(backend="hash"), ("dropkey", "hash", "fused")),
+    ("dropkey", SMALL, dict(backend="chunked"), ("dropkey", "hash", "chunked")),
+    ("dropkey", LARGE, {}, ("dropkey", "hash", "fused")),
+    ("dropkey", LARGE, dict(chunkable=True), ("dropkey", "hash", "chunked")),
+    ("dropkey", LARGE, dict(chunkable=True, need_weights=True), ("dropkey", "hash", "readable")),
+    ("dropkey", LARGE, dict(chunkable=True, backend="reference"),
+     ("dropkey", "reference", "fused")),
+    ("attn_drop", LARGE, {}, ("attn_drop", "reference", "sdpa_dropout")),
+    ("attn_drop", SMALL, dict(generator=gen()), ("attn_drop", "reference", "readable")),
+    ("attn_drop", SMALL, dict(need_weights=True), ("attn_drop", "reference", "readable")),
+    ("dropkey_block", LARGE, dict(chunkable=True), ("dropkey_block", "block", "fused")),
+    ("dropkey_cross", SMALL, dict(fused=False), ("dropkey_cross", "cross", "readable")),
+])
+def test_plan_picks_sampler_and_path(method, shape, options, expected):
+    options = dict(options)
+    drop_ratio = options.pop("drop_ratio", 0.3)
+    assert plan_attention(method, drop_ratio, shape, **options) == AttentionPlan(*expected)
+
+
+def _fill_in_a_fresh_process(setting: str, shape, out: Path) -> dict:
+    """Import the core with ``DROPKEY_COMPILE_HASH=setting``, fill one hash mask of ``shape``
+    (saved to ``out``) and report how many fills ran compiled."""
+    script = f"""
+import json, sys, torch
+from dropkey_core import hash_mask
+calls, compiler = [], hash_mask._compiler
+def counting_compiler():
+    fill = compiler()
+    return None if fill is None else (lambda *a: calls.append(1) or fill(*a))
+hash_mask._compiler = counting_compiler
+torch.save(hash_mask.HashMask(2 ** 40 + 17, 0.15).drop_bias({tuple(shape)}), {str(out)!r})
+print(json.dumps(dict(compiled_fills=len(calls), setting=hash_mask._compile_setting)))
+"""
+    env = dict(os.environ, DROPKEY_COMPILE_HASH=setting, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, text=True,
+                            capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("setting", [
+    pytest.param("0", id="0-eager-even-for-large-fills"),
+    pytest.param("1", id="1-compiles-even-small-fills", marks=pytest.mark.slow),
+])
+def test_compile_hash_environment_variable(setting, tmp_path, monkeypatch):
+    """Read at import: ``0`` keeps every fill eager (even one that automatic mode compiles),
+    ``1`` compiles every fill (even a small one); the bits equal the eager loop's either way."""
+    large = (1, 1, hash_mask.COMPILE_MIN_ELEMENTS // 1024, 1024)
+    shape = large if setting == "0" else (3, 2, 10, 37)
+    report = _fill_in_a_fresh_process(setting, shape, tmp_path / "bias.pt")
+    if setting == "1" and report["setting"] is False:
+        pytest.skip("torch.compile failed on this machine; the eager loop took over")
+    assert report == dict(compiled_fills=int(setting), setting=setting == "1")
+    monkeypatch.setattr(hash_mask, "_compile_setting", False)
+    eager = HashMask(2 ** 40 + 17, 0.15).drop_bias(shape)
+    assert torch.equal(torch.load(tmp_path / "bias.pt").view(torch.int32), eager.view(torch.int32))
