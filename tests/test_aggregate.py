@@ -2,7 +2,8 @@
 import csv
 import json
 import math
-import subprocess
+import runpy
+import statistics as pystats
 import sys
 from pathlib import Path
 
@@ -10,30 +11,33 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tasks.common.aggregate import (_difference, _mean_std, aggregate, collect, kendalls_w,
-                                    paired_difference, summarise)
 from tasks.common.files import DataFormatError, write_json_atomic
+from tasks.common.render import format_difference, format_mean_std, render_csv, tables
+from tasks.common.statistics import (describe, kendalls_w, paired_difference, ranks_best_first,
+                                     scaled_interval)
+from tasks.common.summary import aggregate, collect, read_status, summarise
+from tasks.common.variants import VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
-CLS_TOP1 = {  # method -> per-seed top-1 (seeds 0, 1, 2)
+CLS_TOP1 = {  # variant -> per-seed top-1 (seeds 0, 1, 2)
     "none": [0.90, 0.92, 0.91],
     "attndrop": [0.91, 0.90, 0.93],
     "dropkey-dec": [0.93, 0.94, 0.935],
 }
 MESH_ERROR = {"none": [80.0, 82.0], "dropkey-dec": [75.0, 78.0]}  # lower is better
+LAYER_RATIOS = {"none": [0.0] * 3, "attndrop": [0.1] * 3, "dropkey-dec": [0.1, 0.05, 0.0]}
 
 
-def report(task, dataset, method, seed, metrics, primary, higher_is_better=True):
-    """A report with the field set BenchReportHook.build_report writes."""
-    ratios = {"none": [0.0] * 3, "attndrop": [0.1] * 3, "dropkey-dec": [0.1, 0.05, 0.0]}[method]
+def report(task, dataset, variant, seed, metrics, primary, higher_is_better=True):
+    """A schema-2 report with the field set BenchReportHook.build_report writes."""
+    core = VARIANTS[variant]
     return {
-        "schema_version": 1, "mode": "train", "task": task,
-        "config": f"configs/{task}/tiny_{method}_embedded.py", "method": method,
-        "schedule": "linear_decrease" if method == "dropkey-dec" else "constant",
-        "base_drop_ratio": max(ratios),
-        "attention_layers": [{"name": f"blocks.{i}.attn", "method": method, "drop_ratio": r,
+        "schema_version": 2, "mode": "train", "task": task,
+        "config": f"configs/{task}/tiny_{variant}_embedded.py", "variant": variant,
+        "method": core.method, "schedule": core.schedule, "base_drop_ratio": core.drop_ratio,
+        "attention_layers": [{"name": f"blocks.{i}.attn", "method": core.method, "drop_ratio": r,
                               "entropy": 2.0 + 0.1 * i + seed * 0.01}
-                             for i, r in enumerate(ratios)],
+                             for i, r in enumerate(LAYER_RATIOS[variant])],
         "seed": seed, "dataset": dataset, "metrics": metrics, "primary_metric": primary,
         "higher_is_better": higher_is_better, "epochs": 2, "iterations": 20,
         "train_seconds": 1.5, "train_samples_per_second": 100.0,
@@ -44,20 +48,30 @@ def report(task, dataset, method, seed, metrics, primary, higher_is_better=True)
     }
 
 
+def as_version_1(report_v2):
+    """The same report as schema version 1 wrote it: the label in ``method``, no ``variant``."""
+    report_v1 = {key: value for key, value in report_v2.items() if key != "variant"}
+    report_v1.update(schema_version=1, method=report_v2["variant"])
+    return report_v1
+
+
+def write_suite(root, convert=lambda r: r):
+    for variant, values in CLS_TOP1.items():
+        for seed, top1 in enumerate(values):
+            write_json_atomic(root / "classification" / variant / f"seed{seed}" / "report.json",
+                              convert(report("classification", "digits", variant, seed,
+                                             {"cls/top1": top1, "cls/nll": 1 - top1}, "cls/top1")))
+    for variant, values in MESH_ERROR.items():
+        for seed, error in enumerate(values):
+            write_json_atomic(root / "mesh" / variant / f"seed{seed}" / "report.json",
+                              convert(report("mesh", "synthetic", variant, seed,
+                                             {"mesh/pa_mpjpe": error}, "mesh/pa_mpjpe", False)))
+    return root
+
+
 @pytest.fixture
 def suite_dir(tmp_path):
-    root = tmp_path / "suite"
-    for method, values in CLS_TOP1.items():
-        for seed, top1 in enumerate(values):
-            write_json_atomic(root / "classification" / method / f"seed{seed}" / "report.json",
-                              report("classification", "digits", method, seed,
-                                     {"cls/top1": top1, "cls/nll": 1 - top1}, "cls/top1"))
-    for method, values in MESH_ERROR.items():
-        for seed, error in enumerate(values):
-            write_json_atomic(root / "mesh" / method / f"seed{seed}" / "report.json",
-                              report("mesh", "synthetic", method, seed,
-                                     {"mesh/pa_mpjpe": error}, "mesh/pa_mpjpe", False))
-    return root
+    return write_suite(tmp_path / "suite")
 
 
 def summary_of(*dirs):
@@ -68,18 +82,14 @@ def benchmark(summary, name):
     return next(b for b in summary["benchmarks"] if b["name"] == name)
 
 
-def test_means_and_sample_stds_with_sources(suite_dir):
-    cls = benchmark(summary_of(suite_dir), "classification/digits")
-    assert cls["methods"] == ["none", "attndrop", "dropkey-dec"]
-    assert cls["metrics"] == ["cls/top1", "cls/nll"]
-    for method, values in CLS_TOP1.items():
-        cell = cls["stats"][method]["cls/top1"]
-        mean = sum(values) / 3
-        assert cell["mean"] == pytest.approx(mean)
-        assert cell["std"] == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in values) / 2))
-        assert cell["n"] == 3 and cell["seeds"] == [0, 1, 2]
-        assert cell["sources"] == [str(suite_dir / "classification" / method / f"seed{s}" /
-                                       "report.json") for s in range(3)]
+# ------------------------------------------------------------------------------------ statistics
+
+def test_describe_gives_mean_and_sample_std():
+    cell = describe([0.93, 0.94, 0.935])
+    assert cell["mean"] == pytest.approx(pystats.mean([0.93, 0.94, 0.935]))
+    assert cell["std"] == pytest.approx(0.005)  # sqrt((0.005² + 0.005² + 0) / 2)
+    assert cell["n"] == 3
+    assert describe([0.9519]) == {"mean": 0.9519, "std": None, "n": 1}
 
 
 def test_paired_interval_matches_hand_computation_and_scipy():
@@ -95,6 +105,63 @@ def test_paired_interval_matches_hand_computation_and_scipy():
     single = paired_difference({0: 1.0}, {0: 0.5})
     assert single["mean"] == 0.5 and single["ci_low"] is None and not single["excludes_zero"]
     assert paired_difference({0: 1.0}, {1: 0.5}) is None
+
+
+def test_paired_interval_at_another_confidence_matches_scipy_t_interval():
+    treated, baseline = {0: 1.0, 1: 3.0, 2: 2.0, 3: 6.0}, {0: 0.5, 1: 1.0, 2: 2.5, 3: 3.0}
+    diffs = [treated[s] - baseline[s] for s in range(4)]  # 0.5, 2, -0.5, 3
+    diff = paired_difference(treated, baseline, confidence=0.8)
+    expected = stats.t.interval(0.8, 3, loc=np.mean(diffs), scale=stats.sem(diffs))
+    assert (diff["ci_low"], diff["ci_high"]) == pytest.approx(expected)
+    assert diff["excludes_zero"] == (expected[0] > 0)
+
+
+def test_scaled_interval_swaps_the_ends_for_a_negative_scale():
+    difference = {"ci_low": -6.0, "ci_high": -2.0, "excludes_zero": True}
+    assert scaled_interval(difference, -0.5) == {"ci_low": 1.0, "ci_high": 3.0,
+                                                  "excludes_zero": True}
+    assert scaled_interval(difference, 2.0)["ci_low"] == -12.0
+    assert scaled_interval({"ci_low": None}, 2.0)["ci_low"] is None
+
+
+def test_ranks_best_first_average_ties_in_both_directions():
+    assert list(ranks_best_first([0.90, 0.95, 0.90], higher_is_better=True)) == [2.5, 1.0, 2.5]
+    assert list(ranks_best_first([0.90, 0.95, 0.90], higher_is_better=False)) == [1.5, 3.0, 1.5]
+
+
+def test_kendalls_w_by_hand():
+    assert kendalls_w(np.array([[1, 2, 3], [1, 2, 3]], dtype=float)) == pytest.approx(1.0)
+    assert kendalls_w(np.array([[1, 2], [2, 1]], dtype=float)) == pytest.approx(0.0)
+    # rank sums 3, 5, 4 -> S = 2; 12 S / (m^2 (n^3 - n)) = 24 / 96
+    assert kendalls_w(np.array([[1, 2, 3], [2, 3, 1]], dtype=float)) == pytest.approx(0.25)
+    # with a tie: rank sums 2, 4.5, 5.5 -> S = 6.5; T = 2^3 - 2 = 6;
+    # W = 12 S / (m^2 (n^3 - n) - m T) = 78 / (96 - 12)
+    assert kendalls_w(np.array([[1, 2.5, 2.5], [1, 2, 3]])) == pytest.approx(78 / 84)
+    assert kendalls_w(np.array([[1, 2, 3]], dtype=float)) is None
+
+
+# ------------------------------------------------------------------------------------- summaries
+
+def test_means_and_sample_stds_with_sources_in_registry_order(suite_dir):
+    cls = benchmark(summary_of(suite_dir), "classification/digits")
+    assert cls["variants"] == ["none", "attndrop", "dropkey-dec"]  # registry, not alphabetical
+    assert cls["metrics"] == ["cls/top1", "cls/nll"]
+    for variant, values in CLS_TOP1.items():
+        cell = cls["stats"][variant]["cls/top1"]
+        assert cell["mean"] == pytest.approx(pystats.mean(values))
+        assert cell["std"] == pytest.approx(pystats.stdev(values))
+        assert cell["n"] == 3 and cell["seeds"] == [0, 1, 2]
+        assert cell["sources"] == [str(suite_dir / "classification" / variant / f"seed{s}" /
+                                       "report.json") for s in range(3)]
+
+
+def test_a_label_outside_the_registry_sorts_after_the_known_ones(suite_dir):
+    custom = report("mesh", "synthetic", "dropkey-dec", 0, {"mesh/pa_mpjpe": 70.0},
+                    "mesh/pa_mpjpe", False)
+    custom["variant"] = "aaa-ratio0.2"
+    write_json_atomic(suite_dir / "mesh" / "aaa-ratio0.2" / "seed0" / "report.json", custom)
+    mesh = benchmark(summary_of(suite_dir), "mesh/synthetic")
+    assert mesh["variants"] == ["none", "dropkey-dec", "aaa-ratio0.2"]
 
 
 def test_differences_from_both_baselines_are_paired_by_seed(suite_dir):
@@ -130,28 +197,31 @@ def test_cross_task_views_respect_lower_is_better(suite_dir):
     assert ranking["dropkey-dec"]["consistent"] and ranking["dropkey-dec"]["better_than_none"] == 2
     assert ranking["none"]["ranks"] == {"classification/digits": 3.0, "mesh/synthetic": 2.0}
     assert not ranking["none"]["consistent"]
-    assert cross["kendalls_w_methods"] == ["none", "dropkey-dec"] and cross["kendalls_w"] == 1.0
+    assert cross["kendalls_w_variants"] == ["none", "dropkey-dec"] and cross["kendalls_w"] == 1.0
 
 
-def test_kendalls_w_by_hand():
-    assert kendalls_w(np.array([[1, 2, 3], [1, 2, 3]], dtype=float)) == pytest.approx(1.0)
-    assert kendalls_w(np.array([[1, 2], [2, 1]], dtype=float)) == pytest.approx(0.0)
-    # rank sums 3, 5, 4 -> S = 2; 12 S / (m^2 (n^3 - n)) = 24 / 96
-    assert kendalls_w(np.array([[1, 2, 3], [2, 3, 1]], dtype=float)) == pytest.approx(0.25)
-    assert kendalls_w(np.array([[1, 2, 3]], dtype=float)) is None
+def test_version_1_reports_give_the_same_tables_as_version_2(tmp_path):
+    as_v2 = summary_of(write_suite(tmp_path / "v2" / "suite"))
+    as_v1 = summary_of(write_suite(tmp_path / "v1" / "suite", as_version_1))
+    assert tables(as_v1) == tables(as_v2)
+
+    def without_sources(text):
+        return [row[:-1] for row in csv.reader(text.splitlines())]
+    assert without_sources(render_csv(as_v1)) == without_sources(render_csv(as_v2))
+    assert as_v1["cross_task"]["variants"] == ["none", "attndrop", "dropkey-dec"]
 
 
 def test_failed_unfinished_and_missing_runs_are_listed(suite_dir):
     (suite_dir / "classification" / "attndrop" / "seed2" / "report.json").unlink()
     write_json_atomic(suite_dir / "detection" / "none" / "seed0" / "run_status.json", {
-        "task": "detection", "method": "none", "seed": 0, "status": "failed",
+        "task": "detection", "variant": "none", "seed": 0, "status": "failed",
         "reason": "tools/train.py exited with code 1", "error_tail": "Traceback: boom"})
-    write_json_atomic(suite_dir / "hoi" / "none" / "seed0" / "run_status.json",
+    write_json_atomic(suite_dir / "hoi" / "none" / "seed0" / "run_status.json",  # older suite
                       {"task": "hoi", "method": "none", "seed": 0, "status": "pending"})
     write_json_atomic(suite_dir / "classification" / "none" / "seed0" / "run_status.json",
-                      {"task": "classification", "method": "none", "seed": 0, "status": "ok"})
+                      {"task": "classification", "variant": "none", "seed": 0, "status": "ok"})
     summary = summary_of(suite_dir)
-    problems = {(p["task"], p["method"], p["seed"]): p for p in summary["problems"]}
+    problems = {(p["task"], p["variant"], p["seed"]): p for p in summary["problems"]}
     assert set(problems) == {("classification", "attndrop", 2), ("detection", "none", 0),
                              ("hoi", "none", 0)}
     assert problems[("classification", "attndrop", 2)]["status"] == "missing"
@@ -162,29 +232,55 @@ def test_failed_unfinished_and_missing_runs_are_listed(suite_dir):
     assert cls["differences"]["attndrop"]["dropkey-dec"]["cls/top1"]["seeds"] == [0, 1]
 
 
+def run_aggregate_tool(*args):
+    """``tools/aggregate.py ARGS`` in this process; returns its exit code (0 when it returns)."""
+    argv = sys.argv
+    sys.argv = ["tools/aggregate.py", *map(str, args)]
+    try:
+        runpy.run_path(str(REPO / "tools" / "aggregate.py"), run_name="__main__")
+    except SystemExit as exit_:
+        return exit_.code
+    finally:
+        sys.argv = argv
+    return 0
+
+
 @pytest.mark.parametrize("corrupt, field", [
     (lambda path: path.write_text('{"task": "classification",'), "malformed JSON"),
     (lambda path: path.write_text(json.dumps({
         k: v for k, v in json.loads(path.read_text()).items() if k != "metrics"})), "metrics"),
 ])
-def test_malformed_report_names_the_file_and_writes_nothing(suite_dir, tmp_path, corrupt, field):
+def test_malformed_report_names_the_file_and_writes_nothing(suite_dir, tmp_path, capsys,
+                                                            corrupt, field):
     bad = suite_dir / "mesh" / "none" / "seed1" / "report.json"
     corrupt(bad)
     with pytest.raises(DataFormatError, match=field) as info:
         aggregate([suite_dir], tmp_path / "out")
     assert info.value.path == str(bad)
-    result = subprocess.run([sys.executable, "tools/aggregate.py", str(suite_dir), "--out",
-                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 2 and str(bad) in result.stderr
+    assert run_aggregate_tool(suite_dir, "--out", tmp_path / "out") == 2
+    assert str(bad) in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-def test_malformed_run_status_names_the_file(suite_dir):
+@pytest.mark.parametrize("status, field, problem", [
+    ({"task": "hoi", "variant": "none", "seed": 0, "status": "done"}, "status",
+     "'done' is not one of"),
+    ({"task": "hoi", "seed": 0, "status": "ok"}, "variant", "missing"),
+    ({"task": "hoi", "variant": "none", "seed": "0", "status": "ok"}, "seed", "not a int"),
+])
+def test_malformed_run_status_names_the_file_and_field(suite_dir, status, field, problem):
     bad = suite_dir / "hoi" / "none" / "seed0" / "run_status.json"
-    write_json_atomic(bad, {"task": "hoi", "method": "none", "seed": 0, "status": "done"})
-    with pytest.raises(DataFormatError, match="'done' is not one of") as info:
+    write_json_atomic(bad, status)
+    with pytest.raises(DataFormatError, match=problem) as info:
         collect([suite_dir])
-    assert info.value.path == str(bad) and info.value.field == "status"
+    assert info.value.path == str(bad) and info.value.field == field
+
+
+def test_status_of_an_older_suite_reads_method_as_the_variant(tmp_path):
+    path = tmp_path / "run_status.json"
+    write_json_atomic(path, {"task": "hoi", "method": "dropkey-dec", "seed": 1,
+                             "status": "failed"})
+    assert read_status(path)["variant"] == "dropkey-dec"
 
 
 def test_duplicate_seed_is_an_error(suite_dir, tmp_path):
@@ -195,20 +291,24 @@ def test_duplicate_seed_is_an_error(suite_dir, tmp_path):
         summary_of(suite_dir, tmp_path / "other")
 
 
-def test_outputs_in_every_format(suite_dir, tmp_path):
+# --------------------------------------------------------------------------------------- outputs
+
+def test_outputs_in_every_format(suite_dir, tmp_path, capsys):
     write_json_atomic(suite_dir / "detection" / "none" / "seed0" / "run_status.json", {
-        "task": "detection", "method": "none", "seed": 0, "status": "failed",
+        "task": "detection", "variant": "none", "seed": 0, "status": "failed",
         "reason": "no config matches configs/detection/*_none_embedded.py"})
-    paths = aggregate([suite_dir], tmp_path / "out")
+    assert run_aggregate_tool(suite_dir, "--out", tmp_path / "out") == 0
+    paths = {path.suffix[1:]: path for path in map(Path, capsys.readouterr().out.split())}
     assert {p.name for p in paths.values()} == {"summary.md", "summary.html", "summary.csv",
                                                 "summary.json"}
     markdown = paths["md"].read_text()
     assert "| dropkey-dec | 3 | 0.9350 ± 0.0050 | 0.0650 ± 0.0050 |" in markdown
+    assert "| variant | n | cls/top1 ↑ | cls/nll |" in markdown
     assert "no config matches configs/detection/*_none_embedded.py" in markdown
     assert "cls/top1 ↑" in markdown and "mesh/pa_mpjpe ↓" in markdown
     rows = list(csv.DictReader(paths["csv"].open()))
-    assert len(rows) == 3 * 2 + 2  # classification: 3 methods x 2 metrics; mesh: 2 x 1
-    row = next(r for r in rows if r["method"] == "dropkey-dec" and r["metric"] == "mesh/pa_mpjpe")
+    assert len(rows) == 3 * 2 + 2  # classification: 3 variants x 2 metrics; mesh: 2 x 1
+    row = next(r for r in rows if r["variant"] == "dropkey-dec" and r["metric"] == "mesh/pa_mpjpe")
     assert float(row["mean"]) == pytest.approx(76.5) and row["diff_vs_attndrop"] == ""
     assert float(row["diff_vs_none"]) == pytest.approx(-4.5)
     assert row["sources"].count("report.json") == 2
@@ -219,11 +319,12 @@ def test_outputs_in_every_format(suite_dir, tmp_path):
 
 
 def test_numbers_are_rounded_to_their_uncertainty():
-    assert _mean_std(dict(mean=0.95, std=0.004811)) == "0.9500 ± 0.0048"
-    assert _mean_std(dict(mean=87.834, std=2.31)) == "87.8 ± 2.3"
-    assert _mean_std(dict(mean=0.9519, std=None)) == "0.9519"  # one seed: no std
-    assert _difference(dict(mean=-0.001852, ci_low=-0.01239, ci_high=0.008689,
-                            excludes_zero=False)) == "-0.002 [-0.012, +0.009]"
-    assert _difference(dict(mean=-4.5, ci_low=-6.1, ci_high=-2.9,
-                            excludes_zero=True)) == "-4.5 [-6.1, -2.9] *"
-    assert _difference(dict(mean=0.5, ci_low=None, ci_high=None, excludes_zero=False)) == "+0.5"
+    assert format_mean_std(dict(mean=0.95, std=0.004811)) == "0.9500 ± 0.0048"
+    assert format_mean_std(dict(mean=87.834, std=2.31)) == "87.8 ± 2.3"
+    assert format_mean_std(dict(mean=0.9519, std=None)) == "0.9519"  # one seed: no std
+    assert format_difference(dict(mean=-0.001852, ci_low=-0.01239, ci_high=0.008689,
+                                  excludes_zero=False)) == "-0.002 [-0.012, +0.009]"
+    assert format_difference(dict(mean=-4.5, ci_low=-6.1, ci_high=-2.9,
+                                  excludes_zero=True)) == "-4.5 [-6.1, -2.9] *"
+    assert format_difference(dict(mean=0.5, ci_low=None, ci_high=None,
+                                  excludes_zero=False)) == "+0.5"

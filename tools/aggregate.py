@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.common.aggregate import aggregate  # noqa: E402
+from tasks.common.summary import aggregate  # noqa: E402
 from tasks.common.cli import run_cli  # noqa: E402
 
 
