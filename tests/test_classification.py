@@ -1,17 +1,23 @@
 """Classification task: data split, metric, configs and end-to-end runs through the tools."""
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.runner import Runner
+from PIL import Image
 
-from tasks.classification.datasets import DigitsDataset, digits_split
-from tasks.classification.generate import write_digit_folders
+from tasks.classification.datasets import DigitsDataset, ImageFolderDataset, digits_split
+from tasks.classification.generate import generate, main as generate_main
 from tasks.classification.metric import classification_metrics
-from tasks.common import DataFormatError, build_runner, read_report
+from tasks.common import DataFormatError, get_variant, read_report
+from tasks.common.embedded_data import COMPLETE_MARKER
+
+from lr_schedules import expected_schedule, lr_per_iteration
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["none", "attndrop", "dropkey-const", "dropkey-dec", "dropkey-inc", "dropkey-block"]
@@ -46,21 +52,34 @@ def test_metric_matches_hand_computed_values():
     assert m["ece"] == pytest.approx(expected_ece)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `scheduler.step")
+def test_max_epochs_alone_shortens_warm_up_and_cosine_consistently(tmp_path):
+    for epochs in (60, 12):
+        cfg = Config.fromfile(REPO / "configs/classification/vit-mini_dropkey-dec_embedded.py")
+        cfg.work_dir, cfg.experiment_name = str(tmp_path / str(epochs)), f"schedule{epochs}"
+        cfg.train_cfg.max_epochs = epochs
+        cfg.train_dataloader.update(dataset=dict(split="val"), batch_size=360)  # 1 iteration
+        assert lr_per_iteration(cfg) == pytest.approx(
+            expected_schedule(2e-3, 0.05, 3, 1e-5, epochs))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
-def test_embedded_configs_train_one_epoch(method, tmp_path):
-    cfg = Config.fromfile(REPO / f"configs/classification/vit-mini_{method}_embedded.py")
+def test_embedded_configs_train_their_shortest_schedule(method, tmp_path, shortest_epochs):
+    config = REPO / f"configs/classification/vit-mini_{method}_embedded.py"
+    cfg = Config.fromfile(config)
     cfg.work_dir = str(tmp_path)
-    cfg.train_cfg.max_epochs = 1
-    cfg.train_dataloader.dataset.split = "val"  # 6 iterations: a smoke run, not a benchmark
+    cfg.experiment_name = method  # in-process runs keep their loggers apart
+    cfg.train_cfg.max_epochs = shortest_epochs(config)
+    cfg.train_dataloader.dataset.split = "val"  # 12 iterations an epoch: a smoke run
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
-    runner = build_runner(cfg)
-    runner.train()
+    Runner.from_cfg(cfg).train()
     report = read_report(tmp_path / "report.json")
-    assert report["method"] == method
+    core_method = get_variant(method).method
+    assert report["variant"] == method and report["method"] == core_method
     layers = report["attention_layers"]
     assert len(layers) == 6 and all("entropy" in l for l in layers)
-    expected = {"none": "none", "attndrop": "attn_drop", "dropkey-block": "dropkey_block"}
-    assert {l["method"] for l in layers} == {expected.get(method, "dropkey")}
+    assert {l["method"] for l in layers} == {core_method}
     ratios = [l["drop_ratio"] for l in layers]
     if method.endswith("-dec") or method == "dropkey-block":
         assert ratios[0] == pytest.approx(0.1) and ratios[-1] == 0 and ratios == sorted(ratios)[::-1]
@@ -73,10 +92,30 @@ def test_embedded_configs_train_one_epoch(method, tmp_path):
     assert 0 <= report["metrics"]["cls/top1"] <= 1
 
 
+def test_class_folders_hold_the_digits_split(tmp_path, monkeypatch):
+    root = tmp_path / "folders"
+    monkeypatch.setattr(sys, "argv", ["generate", "--out", str(root), "--size", "16",
+                                      "--per-class", "2"])
+    generate_main()
+    assert (root / COMPLETE_MARKER).is_file()  # written through prepare_embedded
+    for split in ("train", "val"):
+        images, labels = digits_split(split)
+        folder = ImageFolderDataset(str(root), split=split, image_size=16)
+        assert folder.metainfo["classes"] == tuple(str(d) for d in range(10))
+        assert len(folder) == 20
+        for path, class_index in folder.folder.samples:
+            index = int(Path(path).stem)
+            assert labels[index] == int(folder.metainfo["classes"][class_index])
+            picture = np.asarray(Image.open(path))
+            assert picture.shape == (16, 16, 3)  # 8 px digit, each pixel a 2x2 block
+            assert np.array_equal(picture[::2, ::2, 0], (images[index] * 255).round())
+
+
 def tiny_class_folders(root):
-    return write_digit_folders(root, size=32, per_class=1)
+    return generate(root, size=32, per_class=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["deit-s", "volo-d1"])
 @pytest.mark.parametrize("method", ["none", "attndrop", "dropkey-dec"])
 def test_imagenet_configs_run_one_iteration(model, method, tmp_path):
@@ -87,7 +126,9 @@ def test_imagenet_configs_run_one_iteration(model, method, tmp_path):
         cfg[loader].update(batch_size=2, num_workers=0, persistent_workers=False)
         cfg[loader].dataset.data_root = str(data_root)
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
-    runner = build_runner(cfg)
+    cfg.experiment_name = f"{model}_{method}"
+    runner = Runner.from_cfg(cfg)
+    runner.call_hook("before_run")  # what train() does first: DropKeyHook injects the variant
     optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
     batch = next(iter(runner.build_dataloader(cfg.train_dataloader)))
     assert batch["inputs"].shape == (2, 3, 224, 224)
@@ -98,36 +139,36 @@ def test_imagenet_configs_run_one_iteration(model, method, tmp_path):
     outputs = runner.model.val_step(batch)
     assert len(outputs) == 2 and outputs[0]["probs"].shape == (1000,)
     layers = [l for l in runner.model.modules() if hasattr(l, "dropkey")]
-    assert layers and all(l.dropkey.method == {"none": "none", "attndrop": "attn_drop"}.get(
-        method, "dropkey") for l in layers)
+    assert layers and all(l.dropkey.method == get_variant(method).method for l in layers)
 
 
 def test_image_folder_reports_a_missing_root(tmp_path):
-    from tasks.classification.datasets import ImageFolderDataset
     with pytest.raises(DataFormatError, match="data_root"):
         ImageFolderDataset(str(tmp_path / "nowhere"), split="train")
 
 
-def test_train_resume_and_test_through_the_tools(run_tool, tmp_path):
+@pytest.mark.slow
+def test_train_resume_and_test_through_the_tools(run_tool, tmp_path, shortest_epochs):
     config = "configs/classification/vit-mini_dropkey-dec_embedded.py"
+    epochs = shortest_epochs(REPO / config)
     work = tmp_path / "run"
     common = ["--work-dir", work, "--seed", 3, "--cfg-options", "train_dataloader.dataset.split=val"]
-    first = run_tool("train.py", config, *common, "train_cfg.max_epochs=1",
+    first = run_tool("train.py", config, *common, f"train_cfg.max_epochs={epochs}",
                      "default_hooks.checkpoint.interval=1")
     assert first.returncode == 0, first.stderr[-3000:]
     report = read_report(work / "report.json")
-    assert report["seed"] == 3 and report["epochs"] == 1 and report["mode"] == "train"
+    assert report["seed"] == 3 and report["epochs"] == epochs and report["mode"] == "train"
     assert report["primary_metric"] == "cls/top1" and report["higher_is_better"] is True
     assert set(report["versions"]) == {"torch", "mmengine", "mmdet", "mmcv", "timm"}
     assert "train/loss" in report["curves"]
     # Resume loads mmengine's checkpoint (weights_only loading with allow-listed metadata).
-    second = run_tool("train.py", config, *common, "train_cfg.max_epochs=2",
+    second = run_tool("train.py", config, *common, f"train_cfg.max_epochs={epochs + 1}",
                       "default_hooks.checkpoint.interval=1", "--resume")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed" in (second.stdout + second.stderr).lower()
-    assert read_report(work / "report.json")["epochs"] == 2
+    assert read_report(work / "report.json")["epochs"] == epochs + 1
     test_dir = tmp_path / "test"
-    tested = run_tool("test.py", config, work / "epoch_2.pth", "--work-dir", test_dir)
+    tested = run_tool("test.py", config, work / f"epoch_{epochs + 1}.pth", "--work-dir", test_dir)
     assert tested.returncode == 0, tested.stderr[-3000:]
     test_report = read_report(test_dir / "report.json")
     assert test_report["mode"] == "test"
@@ -135,6 +176,7 @@ def test_train_resume_and_test_through_the_tools(run_tool, tmp_path):
         read_report(work / "report.json")["metrics"]["cls/top1"])
 
 
+@pytest.mark.slow
 def test_bad_data_root_exits_nonzero_without_a_report(run_tool, tmp_path):
     result = run_tool("train.py", "configs/classification/deit-s_dropkey-dec_imagenet.py",
                       "--work-dir", tmp_path, "--cfg-options",

@@ -3,26 +3,29 @@
     python -m tasks.classification.generate --out data/generated/classification [--size 32]
 
 The folders hold the same fixed train/val split as ``DigitsDataset``; they exercise the real
-``ImageFolderDataset`` path (and any ImageNet config, via ``data_root``) without a download.
+``ImageFolderDataset`` path (and any ImageNet config, via ``data_root``) without a download. The
+embedded configs read the digits from scikit-learn directly and need no generated files.
 """
 from __future__ import annotations
 
 import argparse
 import io
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
+from tasks.common.embedded_data import prepare_embedded
 from tasks.common.files import write_atomic
 
 from .datasets import digits_split
 
 
-def write_digit_folders(out: str, size: int = 32, per_class: Optional[int] = None) -> Path:
-    """Write ``out/{train,val}/<digit>/<index>.png`` (RGB, ``size`` px); ``per_class`` limits
-    the number of images per class and split (for small stand-ins)."""
+def generate(out, size: int = 32, per_class: Optional[int] = None) -> Path:
+    """Write ``out/{train,val}/<digit>/<index>.png`` (RGB, ``size`` px) into the empty directory
+    ``out``; ``per_class`` limits the number of images per class and split (small stand-ins)."""
     root = Path(out)
     for split in ("train", "val"):
         images, labels = digits_split(split)
@@ -46,7 +49,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32, help="image side in pixels")
     parser.add_argument("--per-class", type=int, default=None)
     args = parser.parse_args()
-    print(write_digit_folders(args.out, args.size, args.per_class))
+    root = prepare_embedded(args.out, partial(generate, size=args.size, per_class=args.per_class))
+    print(f"class folders complete in {root}")
 
 
 if __name__ == "__main__":

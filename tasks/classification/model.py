@@ -1,4 +1,5 @@
-"""A timm ViT-family classifier as an mmengine model. DropKey is injected by the runner."""
+"""A timm ViT-family classifier as an mmengine model. DropKey is injected by the config's
+``DropKeyHook``."""
 from __future__ import annotations
 
 from typing import Optional

@@ -23,7 +23,10 @@ import torch
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
+from tasks.common.embedded_data import prepare_embedded
 from tasks.common.files import DataFormatError
+
+from .generate import generate
 
 GENDER_CODES = {"n": 0, "neutral": 0, "m": 1, "male": 1, "f": 2, "female": 2}
 REQUIRED_KEYS = {"imgname": (), "center": (2,), "scale": (), "pose": (72,), "shape": (10,)}
@@ -83,16 +86,16 @@ class MeshDataset(Dataset):
     [-1, 1] with confidence. Training crops jitter the box (``scale_jitter``, ``shift_jitter``,
     fractions of its side), which changes no 3D target.
 
-    ``generated=True`` writes the generated data set to ``data_root`` first when it is missing.
+    ``generate_if_missing=True`` writes the generated data set (:mod:`tasks.mesh.generate`) to
+    ``data_root`` first unless a complete one is there.
     """
 
     def __init__(self, data_root: str, ann_file: str, img_prefix: str = "", input_size: int = 64,
                  joint_map: Optional[Sequence[int]] = None, scale_jitter: float = 0.0,
-                 shift_jitter: float = 0.0, generated: bool = False):
+                 shift_jitter: float = 0.0, generate_if_missing: bool = False):
         root = Path(data_root)
-        if generated:
-            from .generate import ensure_generated
-            ensure_generated(root)
+        if generate_if_missing:
+            prepare_embedded(root, generate)
         self.ann_path = root / ann_file
         self.data = load_spin_npz(self.ann_path)
         self.img_root = root / img_prefix

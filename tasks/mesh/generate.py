@@ -1,11 +1,13 @@
-"""Generate the embedded mesh-recovery data: the generated SMPL body, posed, shaped and rendered.
+"""Generate the embedded mesh-recovery data: the generated body, posed, shaped and rendered.
 
-    python -m tasks.mesh.generate --out data/generated/mesh
+    python -m tasks.mesh.generate --out data/generated/mesh [--body-model-out DIR]
 
-Writes ``smpl/`` (the generated body model), ``images/<split>_<index>.png`` (96 px renders:
-part colours shaded by surface normal and depth), ``train.npz`` / ``test.npz`` in SPIN's layout
-(``imgname``, ``center``, ``scale``, ``pose``, ``shape``, ``S``, ``part``, ``gender``) and
-``mean_params.npz`` (the training split's mean pose and shape). Deterministic for a seed.
+Writes ``images/<split>_<index>.png`` (96 px renders: part colours shaded by surface normal and
+depth) and ``train.npz`` / ``test.npz`` in SPIN's layout (``imgname``, ``center``, ``scale``,
+``pose``, ``shape``, ``S``, ``part``, ``gender``), deterministic for the split seeds. The body
+(:mod:`tasks.mesh.procedural_body`) and the training split's mean pose and shape
+(:func:`generated_mean_params`) are not files of the set: the model computes both itself, so it
+needs no data on disk. ``--body-model-out`` writes the body as an SMPL model folder.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
+from tasks.common.embedded_data import prepare_embedded
 from tasks.common.files import write_atomic
 
-from .body_model import BodyModel, SMPL_JOINT_NAMES, generate_body_model, write_body_model
+from .body_model import SMPL_JOINT_NAMES, BodyModel
+from .procedural_body import generate_body_model, generated_body, write_body_model
 
 IMAGE_SIZE = 96
 FOCAL_LENGTH = 260.0
@@ -59,6 +63,15 @@ def sample_poses(rng: np.random.Generator, count: int) -> np.ndarray:
     to_camera = Rotation.from_euler("x", 180, degrees=True)  # SMPL y-up -> camera y-down
     poses[:, 0] = (to_camera * Rotation.from_euler("xyz", view, degrees=True)).as_rotvec()
     return poses.reshape(count, 72)
+
+
+def sample_parameters(rng: np.random.Generator, count: int):
+    """(count, 72) float32 poses, (count, 10) float32 betas and (count, 3) camera-frame offsets
+    in metres; drawn before the split's images, so they depend on its seed alone."""
+    poses = sample_poses(rng, count)
+    shapes = np.clip(rng.normal(0.0, 1.0, (count, 10)), -2.5, 2.5)
+    offsets = rng.uniform([-0.25, -0.15, 4.6], [0.25, 0.15, 6.2], size=(count, 3))
+    return poses.astype(np.float32), shapes.astype(np.float32), offsets
 
 
 def mean_pose(poses: np.ndarray) -> np.ndarray:
@@ -123,17 +136,23 @@ def _npz(**arrays) -> bytes:
     return buffer.getvalue()
 
 
+def generated_mean_params() -> tuple[np.ndarray, np.ndarray]:
+    """The (72,) axis-angle mean pose and (10,) mean betas of the generated training split,
+    the model's starting point (as SPIN's ``smpl_mean_params.npz`` is for real data)."""
+    poses, shapes, _ = sample_parameters(np.random.default_rng(SPLIT_SEEDS["train"]),
+                                         SPLITS["train"])
+    return mean_pose(poses), shapes.mean(axis=0)
+
+
 @torch.no_grad()
 def generate_split(out: Path, split: str, count: int, body: BodyModel, faces: np.ndarray,
-                   labels: np.ndarray, seed: int) -> dict:
+                   labels: np.ndarray, seed: int) -> None:
     from smplx.lbs import batch_rodrigues
 
     rng = np.random.default_rng(seed)
-    poses = sample_poses(rng, count)
-    shapes = np.clip(rng.normal(0.0, 1.0, (count, 10)), -2.5, 2.5)
-    offsets = rng.uniform([-0.25, -0.15, 4.6], [0.25, 0.15, 6.2], size=(count, 3))
-    rotmats = batch_rodrigues(torch.as_tensor(poses, dtype=torch.float32).view(-1, 3))
-    decoded = body(rotmats.view(count, 24, 3, 3), torch.as_tensor(shapes, dtype=torch.float32))
+    poses, shapes, offsets = sample_parameters(rng, count)
+    rotmats = batch_rodrigues(torch.as_tensor(poses).view(-1, 3))
+    decoded = body(rotmats.view(count, 24, 3, 3), torch.as_tensor(shapes))
     root = decoded["joints"][:, :1].numpy()
     vertices = decoded["vertices"].numpy() - root + offsets[:, None]
     joints = decoded["joints"].numpy() - root + offsets[:, None]
@@ -152,50 +171,36 @@ def generate_split(out: Path, split: str, count: int, body: BodyModel, faces: np
         centres.append((low + high) / 2)
         scales.append(BBOX_PADDING * (high - low).max() / 200.0)
     ones = np.ones((count, 24, 1))
-    arrays = dict(
+    write_atomic(out / f"{split}.npz", _npz(
         imgname=np.array(names), center=np.array(centres, dtype=np.float32),
-        scale=np.array(scales, dtype=np.float32), pose=poses.astype(np.float32),
-        shape=shapes.astype(np.float32), S=np.concatenate([joints, ones], -1).astype(np.float32),
+        scale=np.array(scales, dtype=np.float32), pose=poses, shape=shapes,
+        S=np.concatenate([joints, ones], -1).astype(np.float32),
         part=np.concatenate([project(joints), ones], -1).astype(np.float32),
-        gender=np.array(["n"] * count))
-    write_atomic(out / f"{split}.npz", _npz(**arrays))
-    return arrays
+        gender=np.array(["n"] * count)))
 
 
 def generate(out, counts: dict = SPLITS) -> Path:
-    """Write the whole embedded data set under ``out``; ``test.npz`` comes last, so its presence
-    marks a complete set."""
+    """Write the whole data set into the empty directory ``out`` (``counts``: images per split);
+    :func:`~tasks.common.embedded_data.prepare_embedded` makes it appear complete or not at all."""
     out = Path(out)
-    model_dir = write_body_model(out / "smpl")
     model = generate_body_model()
-    body = BodyModel(model_dir)
+    body = generated_body(model)
     labels = model["weights"].argmax(axis=1)
     faces = model["f"].astype(np.int64)
-    train = generate_split(out, "train", counts["train"], body, faces, labels, SPLIT_SEEDS["train"])
-    write_atomic(out / "mean_params.npz", _npz(pose=mean_pose(train["pose"]),
-                                               shape=train["shape"].mean(axis=0)))
-    generate_split(out, "test", counts["test"], body, faces, labels, SPLIT_SEEDS["test"])
-    return out
-
-
-GENERATED_FILES = ("smpl/SMPL_NEUTRAL.pkl", "train.npz", "mean_params.npz", "test.npz")
-
-
-def ensure_generated(out) -> Path:
-    """Generate the data set under ``out`` unless all of its files are there."""
-    out = Path(out)
-    if not all((out / name).is_file() for name in GENERATED_FILES):
-        print(f"generating the embedded mesh data set in {out} "
-              f"(python -m tasks.mesh.generate --out {out})")
-        generate(out)
+    for split in ("train", "test"):
+        generate_split(out, split, counts[split], body, faces, labels, SPLIT_SEEDS[split])
     return out
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/generated/mesh", help="output directory")
+    parser.add_argument("--body-model-out", default=None,
+                        help="also write the generated body as an SMPL model folder here")
     args = parser.parse_args()
-    print(f"wrote {generate(args.out)}")
+    print(f"data set complete in {prepare_embedded(args.out, generate)}")
+    if args.body_model_out is not None:
+        print(f"wrote the generated body to {write_body_model(args.body_model_out)}")
 
 
 if __name__ == "__main__":

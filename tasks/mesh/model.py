@@ -5,7 +5,7 @@ decoder (``nn.TransformerDecoderLayer``) whose queries are one token per SMPL jo
 one for the shape and one for the camera -> SMPL pose (6D rotations), betas and a weak-perspective
 camera, decoded into vertices and joints by smplx. Predictions start at the mean parameters
 (the heads are zero-initialised), as in HMR/SPIN. DropKey is injected into the encoder's and the
-decoder's attention by the runner; nothing here depends on it.
+decoder's attention by the config's ``DropKeyHook``; nothing here depends on it.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from mmengine.registry import MODELS
 from tasks.common.files import DataFormatError
 
 from .body_model import BodyModel
+from .generate import generated_mean_params
+from .procedural_body import generated_body
 
 NUM_SMPL_JOINTS = 24
 LOSS_TERMS = ("vertices", "joints3d", "keypoints2d", "pose", "betas")
@@ -48,27 +50,28 @@ def axis_angle_to_rotmat(pose: torch.Tensor) -> torch.Tensor:
     return batch_rodrigues(pose.reshape(-1, 3)).view(pose.shape[0], NUM_SMPL_JOINTS, 3, 3)
 
 
-def load_mean_params(path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean rotations (24, 3, 3) and betas (10,) from an npz with ``pose`` as 72 axis-angle
-    values (the generated set) or 144 6D values (SPIN's ``smpl_mean_params.npz``)."""
+def load_mean_params(path: Optional[str] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean rotations (24, 3, 3) and betas (10,) from SPIN's ``smpl_mean_params.npz`` (``pose``:
+    144 6D values, ``shape``: at least 10 betas); None: those of the generated training split,
+    computed from its seed (:func:`~tasks.mesh.generate.generated_mean_params`)."""
+    if path is None:
+        pose, betas = generated_mean_params()
+        return axis_angle_to_rotmat(torch.as_tensor(pose)[None])[0], torch.as_tensor(betas)
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "mean_params", "file not found")
-    with np.load(path) as npz:
+    with np.load(path, allow_pickle=False) as npz:
         for key in ("pose", "shape"):
             if key not in npz.files:
                 raise DataFormatError(path, key, "missing")
         pose = torch.as_tensor(npz["pose"], dtype=torch.float32).flatten()
         betas = torch.as_tensor(npz["shape"], dtype=torch.float32).flatten()
+    if pose.numel() != NUM_SMPL_JOINTS * 6:
+        raise DataFormatError(path, "pose", f"has {pose.numel()} values, expected "
+                              f"{NUM_SMPL_JOINTS * 6}")
     if betas.numel() < 10:
         raise DataFormatError(path, "shape", f"has {betas.numel()} values, expected 10")
-    if pose.numel() == 72:
-        rotmats = axis_angle_to_rotmat(pose[None])[0]
-    elif pose.numel() == 144:
-        rotmats = rot6d_to_rotmat(pose.view(NUM_SMPL_JOINTS, 6))
-    else:
-        raise DataFormatError(path, "pose", f"has {pose.numel()} values, expected 72 or 144")
-    return rotmats, betas[:10]
+    return rot6d_to_rotmat(pose.view(NUM_SMPL_JOINTS, 6)), betas[:10]
 
 
 def _cnn_trunk(name: str, stages: int) -> nn.Sequential:
@@ -85,28 +88,28 @@ class MeshTransformer(BaseModel):
     """Image -> SMPL pose, shape and camera, through image tokens and parameter queries.
 
     Args:
-        body_model_dir: SMPL model folder (see :class:`BodyModel`).
-        mean_params: npz of the mean pose and shape (see :func:`load_mean_params`).
+        body_model_dir: SMPL model folder (see :meth:`BodyModel.from_dir`); None: the generated
+            body, built in memory (:mod:`tasks.mesh.procedural_body`).
+        mean_params: SPIN's ``smpl_mean_params.npz`` (see :func:`load_mean_params`); None: the
+            mean pose and shape of the generated training split, computed from its seed.
         backbone, backbone_stages: torchvision ResNet and how many of its stages to keep.
         loss_weights: weights of ``vertices`` (L1, root-relative), ``joints3d`` (L1,
             root-relative), ``keypoints2d`` (L1 of the projected joints), ``pose`` (MSE of the
             rotation matrices) and ``betas`` (MSE).
-        generated_root: write the generated data set (body model, mean parameters, images)
-            there first when it is missing; the model is built before any dataset is.
+
+    Neither default reads a file, so the model builds before (and without) any data set.
     """
 
-    def __init__(self, body_model_dir: str, mean_params: str, input_size: int = 64,
-                 backbone: str = "resnet18", backbone_stages: int = 2, embed_dim: int = 128,
-                 num_heads: int = 4, encoder_depth: int = 2, decoder_depth: int = 3,
-                 mlp_ratio: float = 2.0, drop_path_rate: float = 0.0, loss_weights=None,
-                 generated_root: Optional[str] = None, data_preprocessor=None, init_cfg=None):
+    def __init__(self, body_model_dir: Optional[str] = None, mean_params: Optional[str] = None,
+                 input_size: int = 64, backbone: str = "resnet18", backbone_stages: int = 2,
+                 embed_dim: int = 128, num_heads: int = 4, encoder_depth: int = 2,
+                 decoder_depth: int = 3, mlp_ratio: float = 2.0, drop_path_rate: float = 0.0,
+                 loss_weights=None, data_preprocessor=None, init_cfg=None):
         from timm.models.vision_transformer import Block
 
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if generated_root is not None:
-            from .generate import ensure_generated
-            ensure_generated(generated_root)
-        self.body = BodyModel(body_model_dir)
+        self.body = (generated_body() if body_model_dir is None
+                     else BodyModel.from_dir(body_model_dir))
         mean_rotmats, mean_betas = load_mean_params(mean_params)
         self.register_buffer("mean_rot6d", rotmat_to_rot6d(mean_rotmats))
         self.register_buffer("mean_betas", mean_betas)

@@ -8,17 +8,17 @@ model = dict(
     img_size=8, patch_size=2, in_chans=1, embed_dim=64, depth=6, num_heads=4, mlp_ratio=2.0,
     class_token=False, global_pool='avg',
     label_smoothing=0.1)
-max_epochs = 60
 train_dataloader = dict(batch_size=32)
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05), clip_grad=dict(max_norm=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.05, by_epoch=True, begin=0, end=3,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=3, end=max_epochs, T_max=max_epochs - 3,
-         eta_min=1e-5, convert_to_iter_based=True),
+    # end (and so T_max = end - begin) defaults to train_cfg.max_epochs
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=3, eta_min=1e-5,
+         convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
-val_cfg = dict()
-test_cfg = dict()
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=60, val_interval=5)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(interval=10))

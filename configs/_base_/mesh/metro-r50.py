@@ -10,14 +10,13 @@ model = dict(
     data_preprocessor=dict(type='ImgDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375]))
 dropkey_scope = dict(groups=[r'^encoder\.', r'^decoder\.'])
-max_epochs = 60
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4), clip_grad=dict(max_norm=1.0))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[40], gamma=0.1),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
-val_cfg = dict()
-test_cfg = dict()
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=60, val_interval=5)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(base_batch_size=32)
 default_hooks = dict(logger=dict(interval=100))
