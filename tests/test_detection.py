@@ -1,31 +1,39 @@
-"""Detection task: generated COCO data, input checks, the ConditionalAttention adapter, and every
-detection config trained for one iteration (plus one evaluation) on a tiny generated stand-in."""
+"""Detection task: generated COCO data, input checks, deformable attention left untouched, and
+every detection config trained for one iteration (plus one evaluation) on a tiny generated
+stand-in."""
 import copy
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
-import torch
 from mmengine.config import Config
+from mmengine.runner import Runner
 
 from dropkey_core import inject_dropkey
-from tasks.common import DataFormatError, build_runner, read_report
-from tasks.detection import CATEGORIES, CheckedCocoDataset, generate_split
-from tasks.detection.generate import SPLIT_SIZES, annotation_path
+from tasks.common import DataFormatError, get_variant, read_report
+from tasks.common.embedded_data import is_complete, prepare_embedded
+from tasks.detection import CheckedCocoDataset, CheckedCocoMetric
+from tasks.detection import generate as shapes
+from tasks.detection.generate import CATEGORIES, annotation_path
 
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED_METHODS = ["none", "attndrop", "dropkey-const", "dropkey-dec", "dropkey-inc"]
 COCO_METHODS = ["none", "attndrop", "dropkey-dec"]
 TINY = 64  # stand-in image side in pixels
+tiny_generate = partial(shapes.generate, num_train=2, num_val=2, image_size=TINY)
 
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    generate_split(root, "train", 2, image_size=TINY)
-    generate_split(root, "val", 2, image_size=TINY)
-    return root
+    return prepare_embedded(tmp_path_factory.mktemp("shapes") / "detection", tiny_generate)
+
+
+@pytest.fixture
+def tiny_generator(monkeypatch):
+    """Datasets with ``generate_if_missing`` write the tiny stand-in instead of the full set."""
+    monkeypatch.setattr(shapes, "generate", tiny_generate)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
@@ -37,13 +45,14 @@ def copy_tree(src: Path, dst: Path) -> Path:
 def test_generator_is_deterministic_and_writes_valid_coco(tmp_path):
     from pycocotools.coco import COCO
 
-    first = generate_split(tmp_path / "a", "val", 12, image_size=TINY)
-    second = generate_split(tmp_path / "b", "val", 12, image_size=TINY)
-    assert first.read_bytes() == second.read_bytes()
+    for name in ("a", "b"):
+        shapes.generate(tmp_path / name, num_train=12, num_val=12, image_size=TINY)
+    first = annotation_path(tmp_path / "a", "val")
+    assert first.read_bytes() == annotation_path(tmp_path / "b", "val").read_bytes()
     image = "val/00011.png"
     assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
-    assert first.read_bytes() != generate_split(tmp_path / "c", "train", 12, TINY).read_bytes()
-    assert SPLIT_SIZES["train"] >= 600 and SPLIT_SIZES["val"] >= 150
+    # each split draws from its own seed
+    assert first.read_bytes() != annotation_path(tmp_path / "a", "train").read_bytes()
 
     data = json.loads(first.read_text())
     # The COCO detection schema: sections, fields and their types.
@@ -77,11 +86,25 @@ def build_dataset(root, split="train", **kwargs):
         pipeline=[], **kwargs)
 
 
-def test_dataset_generates_missing_split(tmp_path):
-    dataset = build_dataset(tmp_path, generate=dict(split="train", num_images=2, image_size=TINY))
-    assert len(dataset) == 2 and annotation_path(tmp_path, "train").is_file()
+def test_dataset_generates_the_whole_missing_set(tmp_path, tiny_generator):
+    root = tmp_path / "detection"
+    dataset = build_dataset(root, generate_if_missing=True)
+    assert len(dataset) == 2 and is_complete(root)
+    assert annotation_path(root, "val").is_file()  # both splits, before the metric reads val
     boxes = dataset[0]["instances"]
     assert boxes and all(0 <= i["bbox_label"] < 3 for i in boxes)
+
+
+def test_generate_command_writes_a_complete_set(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "detection"
+    monkeypatch.setattr("sys.argv", ["generate", "--out", str(out), "--num-train", "2",
+                                     "--num-val", "1", "--image-size", str(TINY)])
+    shapes.main()
+    assert is_complete(out) and len(list((out / "val").iterdir())) == 1
+    assert str(annotation_path(out, "train")) in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:  # a complete set is left as it is
+        shapes.main()
+    assert done.value.code == 0 and len(list((out / "val").iterdir())) == 1
 
 
 def corrupt(root: Path, change) -> Path:
@@ -129,6 +152,21 @@ def test_missing_image_and_malformed_json(tiny_root, tmp_path):
         build_dataset(root)
 
 
+def test_metric_checks_its_annotation_file(tiny_root, tmp_path):
+    root = copy_tree(tiny_root, tmp_path / "data")
+    ann_file = annotation_path(root, "val")
+    assert CheckedCocoMetric(ann_file=str(ann_file), metric="bbox")._coco_api is not None
+    data = json.loads(ann_file.read_text())
+    data["annotations"][0]["bbox"] = [1, 1, -3, 10]
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(DataFormatError, match=r"instances_val.json: annotations\[0\]\.bbox: "
+                                              "non-positive size"):
+        CheckedCocoMetric(ann_file=str(ann_file), metric="bbox")
+    with pytest.raises(DataFormatError, match="missing.json: annotations file: file not found"):
+        CheckedCocoMetric(ann_file=str(root / "missing.json"), metric="bbox")
+
+
+@pytest.mark.slow
 def test_train_tool_rejects_bad_data_without_report(run_tool, tiny_root, tmp_path):
     root = copy_tree(tiny_root, tmp_path / "data")
     corrupt(root, lambda d: d["annotations"][-1].update(category_id=7))
@@ -142,32 +180,7 @@ def test_train_tool_rejects_bad_data_without_report(run_tool, tiny_root, tmp_pat
     assert not (work_dir / "report.json").exists()
 
 
-# ------------------------------------------------------------------------------- the adapter
-@pytest.mark.parametrize("cross", [False, True])
-def test_conditional_attention_adapter_matches_mmdet(cross):
-    from mmdet.models.layers.transformer.utils import ConditionalAttention
-
-    torch.manual_seed(0)
-    attention = ConditionalAttention(32, 4, cross_attn=cross).eval()
-    query, query_pos, ref_sine = torch.randn(3, 2, 5, 32).unbind(0)
-    key, key_pos = torch.randn(2, 2, 7, 32).unbind(0)
-    padding = torch.zeros(2, 7, dtype=torch.bool)
-    padding[1, -2:] = True
-    inputs = dict(query=query, key=key if cross else query, query_pos=query_pos,
-                  ref_sine_embed=ref_sine, key_pos=key_pos if cross else None,
-                  key_padding_mask=padding if cross else None, is_first=True)
-    expected = attention(**inputs)
-    keys = list(attention.state_dict())
-
-    layers = inject_dropkey(attention, 0.3, method="dropkey", schedule="constant")
-    assert [l.type for l in layers] == [
-        "mmdet.models.layers.transformer.utils.ConditionalAttention"]
-    assert list(attention.state_dict()) == keys
-    torch.testing.assert_close(attention(**inputs), expected, rtol=1e-5, atol=1e-5)
-    attention.train()
-    assert not torch.allclose(attention(**inputs), expected, atol=1e-4)
-
-
+# ---------------------------------------------------------------------- deformable attention
 def test_deformable_attention_is_reported_untouched():
     from mmdet.models.layers import DeformableDetrTransformerDecoder
 
@@ -210,8 +223,6 @@ def tiny_config(config, root, work_dir):
         loader.dataset.update(data_root=f"{root}/", ann_file=f"annotations/instances_{split}.json",
                               data_prefix=dict(img=f"{split}/"),
                               metainfo=dict(classes=[c["name"] for c in CATEGORIES]))
-        if "generate" in loader.dataset:
-            loader.dataset.generate = dict(split=split, num_images=2, image_size=TINY)
     cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
     cfg.val_evaluator.ann_file = f"{root}/annotations/instances_val.json"
     cfg.test_evaluator = copy.deepcopy(cfg.val_evaluator)
@@ -219,16 +230,17 @@ def tiny_config(config, root, work_dir):
     return cfg
 
 
-def check_report(report, method, stacks, deformable_cross_attention):
-    assert report["method"] == method and report["task"] == "detection"
+def check_report(report, label, stacks, deformable_cross_attention):
+    variant = get_variant(label)
+    assert report["variant"] == label and report["method"] == variant.method
+    assert report["task"] == "detection"
     names = {f"coco/bbox_{k}" for k in ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "AR@100")}
     names |= {f"coco/{c['name']}_precision" for c in CATEGORIES}
     assert names <= set(report["metrics"]) and report["primary_metric"] == "coco/bbox_mAP"
     assert all(isinstance(v, float) for v in report["metrics"].values())
     untouched = [l for l in report["attention_layers"] if l["method"] == "untouched"]
     layers = [l for l in report["attention_layers"] if l["method"] != "untouched"]
-    expected = {"none": "none", "attndrop": "attn_drop"}.get(method, "dropkey")
-    assert {l["method"] for l in layers} == {expected}
+    assert {l["method"] for l in layers} == {variant.method}
     for prefix, depth in zip(("encoder.", "decoder."), stacks):
         by_layer = {}
         for layer in layers:
@@ -238,15 +250,13 @@ def check_report(report, method, stacks, deformable_cross_attention):
         assert sorted(by_layer) == list(range(depth))
         assert all(len(r) == 1 for r in by_layer.values())  # self- and cross-attention agree
         ratios = [by_layer[i].pop() for i in range(depth)]
-        if method.endswith("-dec"):  # each stack has its own schedule: 0.1 -> 0
+        if variant.schedule == "linear_decrease":  # each stack has its own schedule: 0.1 -> 0
             assert ratios[0] == pytest.approx(0.1) and ratios[-1] == 0
             assert ratios == sorted(ratios, reverse=True)
-        elif method.endswith("-inc"):
+        elif variant.schedule == "linear_increase":
             assert ratios[0] == 0 and ratios[-1] == pytest.approx(0.1)
-        elif method == "none":
-            assert ratios == [0.0] * depth
         else:
-            assert ratios == [pytest.approx(0.1)] * depth
+            assert ratios == [pytest.approx(variant.drop_ratio)] * depth
     decoder_layer_0 = {l["name"].split(".")[3] for l in layers
                        if l["name"].startswith("decoder.layers.0.")}
     if deformable_cross_attention:  # DINO: reported, left alone
@@ -257,17 +267,37 @@ def check_report(report, method, stacks, deformable_cross_attention):
         assert decoder_layer_0 == {"self_attn", "cross_attn"} and not untouched
 
 
-@pytest.mark.parametrize("config", [f"dino-tiny_{m}_embedded.py" for m in EMBEDDED_METHODS]
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [f"dino-tiny_{m}_embedded.py" for m in EMBEDDED_METHODS
+                                    if m != "dropkey-dec"]
                          + [f"detr-r50_{m}_coco.py" for m in COCO_METHODS])
-def test_config_trains_one_iteration_and_evaluates(config, tmp_path, tiny_root):
+def test_config_trains_one_iteration_and_evaluates(config, tmp_path, tiny_root, tiny_generator):
     embedded = config.endswith("_embedded.py")
     root = tmp_path / "generated" if embedded else tiny_root  # embedded configs generate their data
     cfg = tiny_config(config, root, tmp_path / "work")
-    runner = build_runner(cfg)
-    runner.train()
+    Runner.from_cfg(cfg).train()
     report = read_report(tmp_path / "work/report.json")
     assert report["iterations"] == 1
     check_report(report, config.split("_")[1], stacks=(3, 3) if embedded else (6, 6),
                  deformable_cross_attention=embedded)
     # COCO's "large" AP is left out where the generated shapes make it undefined (-1)
     assert ("coco/bbox_mAP_l" in report["metrics"]) != embedded
+
+
+@pytest.mark.slow
+def test_runner_trains_and_tests_on_a_fresh_data_root(tmp_path, tiny_generator):
+    """The data set is generated while the train (or test) dataloader is built, before the
+    evaluator reads the val annotation file."""
+    config, root = "dino-tiny_dropkey-dec_embedded.py", tmp_path / "generated"
+    Runner.from_cfg(tiny_config(config, root, tmp_path / "train")).train()
+    trained = read_report(tmp_path / "train/report.json")
+    check_report(trained, "dropkey-dec", stacks=(3, 3), deformable_cross_attention=True)
+
+    shutil.rmtree(root)
+    cfg = tiny_config(config, root, tmp_path / "test")
+    cfg.load_from = str(tmp_path / "train/epoch_1.pth")
+    metrics = Runner.from_cfg(cfg).test()
+    assert is_complete(root)
+    tested = read_report(tmp_path / "test/report.json")
+    check_report(tested, "dropkey-dec", stacks=(3, 3), deformable_cross_attention=True)
+    assert metrics["coco/bbox_mAP_50"] == pytest.approx(trained["metrics"]["coco/bbox_mAP_50"])

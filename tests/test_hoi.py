@@ -1,7 +1,9 @@
 """HOI task: generated data, dataset, QPIC model, configs and runs through the tools."""
 import json
+import math
 import shutil
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,11 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
 
-from tasks.common import build_runner, read_report
+from tasks.common import DropKeyHook, get_variant, read_report
+from tasks.common.embedded_data import is_complete, prepare_embedded
+from tasks.hoi import generate as hoi_data
 from tasks.hoi.generate import IMAGE_SIZE, RARE_PAIRS, VERB_ID, generate, split_statistics
 from tasks.hoi.hico import COCO_OBJECT_IDS, load_correspondence
 
@@ -29,19 +34,24 @@ def build_dataset(cfg):
         return DATASETS.build(cfg)
 
 
+tiny_generate = partial(generate, num_train=8, num_test=4)
+
+
 @pytest.fixture(scope="module")
 def full_data(tmp_path_factory):
     """The embedded data set, generated through the dataset as a config would."""
     root = tmp_path_factory.mktemp("hoi") / "generated"
-    build_dataset(dict(type="HicoDetDataset", data_root=str(root), num_verbs=len(VERB_ID),
-                        generate_if_missing=True, ann_file="annotations/test_hico.json",
-                        data_prefix=dict(img="images/test2015/"), test_mode=True))
+    dataset = build_dataset(dict(
+        type="HicoDetDataset", data_root=str(root), num_verbs=len(VERB_ID),
+        generate_if_missing=True, ann_file="annotations/test_hico.json",
+        data_prefix=dict(img="images/test2015/"), test_mode=True))
+    assert is_complete(root) and len(dataset) == hoi_data.SPLIT_SIZES["test"]
     return root
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("tiny") / "hoi", num_train=8, num_test=4)
+    return prepare_embedded(tmp_path_factory.mktemp("tiny") / "hoi", tiny_generate)
 
 
 def test_generated_data_has_the_required_shape(full_data):
@@ -57,7 +67,7 @@ def test_generated_data_has_the_required_shape(full_data):
 
 
 def test_generator_is_deterministic(tmp_path, tiny_data):
-    again = generate(tmp_path / "again", num_train=8, num_test=4)
+    again = tiny_generate(tmp_path / "again")
     for name in ("annotations/trainval_hico.json", "annotations/test_hico.json",
                  "images/train2015/HICO_train2015_00000003.jpg"):
         assert (again / name).read_bytes() == (tiny_data / name).read_bytes()
@@ -81,11 +91,15 @@ def test_pipeline_keeps_hois_aligned_with_flipped_boxes(tiny_data):
     assert torch.allclose(boxes[:, 0], IMAGE_SIZE - original[:, 2]) and sample.flip
 
 
-def test_matching_pairs_queries_with_their_targets():
+def qpic(**overrides):
     from tasks.hoi.model import QPIC
     cfg = Config.fromfile(REPO / EMBEDDED[0])
-    model = QPIC(**{k: v for k, v in cfg.model.items() if k not in ("type",
-                                                                   "data_preprocessor")})
+    return QPIC(**{**{k: v for k, v in cfg.model.items()
+                      if k not in ("type", "data_preprocessor")}, **overrides})
+
+
+def test_matching_pairs_queries_with_their_targets():
+    model = qpic()
     target = {"obj_labels": torch.tensor([5, 9]), "verbs": torch.tensor([[1., 0, 0, 0, 0, 0],
                                                                          [0, 0, 1, 1, 0, 0]]),
               "sub_boxes": torch.tensor([[.2, .2, .1, .3], [.7, .7, .1, .3]]),
@@ -99,6 +113,41 @@ def test_matching_pairs_queries_with_their_targets():
         out["obj_boxes"][query] = target["obj_boxes"][pair]
     queries, pairs = model._match(out, target)
     assert dict(zip(queries.tolist(), pairs.tolist())) == {3: 0, 11: 1}
+
+
+def test_generate_command_writes_a_complete_set(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "hoi"
+    monkeypatch.setattr("sys.argv", ["generate", "--out", str(out), "--train", "3",
+                                     "--test", "2"])
+    hoi_data.main()
+    assert is_complete(out) and "train 3 images" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:  # a complete set is left as it is
+        hoi_data.main()
+    assert done.value.code == 0 and split_statistics(out)["test"]["images"] == 2
+
+
+def test_predict_rescales_boxes_to_original_pixels():
+    """A 160 x 120 image resized by (0.5, 0.25) to 80 x 30; boxes are normalised to 80 x 30."""
+    from mmdet.structures import DetDataSample
+    model = qpic(num_obj_classes=2, num_verbs=3)
+    sample = DetDataSample(metainfo=dict(img_shape=(30, 80), ori_shape=(120, 160),
+                                         scale_factor=(0.5, 0.25)))
+    outputs = {  # (layers, batch, queries, ...); only the last layer counts
+        "obj_logits": torch.tensor([[[[0.0, 0.0, 0.0]]], [[[math.log(3.0), 0.0, 0.0]]]]),
+        "verb_logits": torch.tensor([[[[9.0, 9.0, 9.0]]], [[[0.0, 0.0, math.log(3.0)]]]]),
+        "sub_boxes": torch.tensor([[[[0.1, 0.1, 0.1, 0.1]]], [[[0.5, 0.5, 0.5, 0.5]]]]),
+        "obj_boxes": torch.tensor([[[[0.1, 0.1, 0.1, 0.1]]], [[[0.9, 0.1, 0.4, 0.4]]]]),
+    }
+    pred = model.predict(outputs, [sample])[0].pred_instances
+    # Subject: x 0.25..0.75 of 160 px, y 0.25..0.75 of 120 px.
+    torch.testing.assert_close(pred.sub_bboxes, torch.tensor([[40.0, 30.0, 120.0, 90.0]]))
+    # Object: x 0.7..1.1 and y -0.1..0.3, clipped to the 160 x 120 image.
+    torch.testing.assert_close(pred.obj_bboxes, torch.tensor([[112.0, 0.0, 160.0, 36.0]]))
+    # Softmax over (3, 1, 1): object label 0 with 3/5; verb scores sigmoid (1/2, 1/2, 3/4)
+    # times the object score.
+    assert pred.obj_labels.tolist() == [0]
+    torch.testing.assert_close(pred.obj_scores, torch.tensor([0.6]))
+    torch.testing.assert_close(pred.verb_scores, torch.tensor([[0.3, 0.3, 0.45]]))
 
 
 def stand_in(cfg, data_root):
@@ -120,10 +169,12 @@ def stand_in(cfg, data_root):
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", EMBEDDED + PAPER)
 def test_configs_build_and_run_one_iteration(config, tiny_data):
     cfg = stand_in(Config.fromfile(REPO / config), Path(tiny_data))
-    runner = build_runner(cfg)
+    runner = Runner.from_cfg(cfg)
+    next(hook for hook in runner.hooks if isinstance(hook, DropKeyHook)).before_run(runner)
     optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
     batch = next(iter(runner.build_dataloader(cfg.train_dataloader)))
     runner.model.train()
@@ -133,7 +184,7 @@ def test_configs_build_and_run_one_iteration(config, tiny_data):
     outputs = runner.model.val_step(batch)
     assert outputs[0].pred_instances.verb_scores.shape == (cfg.model.num_queries, 6)
 
-    method = cfg.dropkey.method
+    variant = get_variant(cfg.dropkey.variant)
     layers = {name: module.dropkey for name, module in runner.model.named_modules()
               if hasattr(module, "dropkey")}
     depth = cfg.model.encoder.num_layers
@@ -141,22 +192,24 @@ def test_configs_build_and_run_one_iteration(config, tiny_data):
                                     for stack in ("encoder", "decoder") for i in range(depth))
     for stack in ("encoder", "decoder"):
         ratios = [layers[f"{stack}.layers.{i}.self_attn.attn"].drop_ratio for i in range(depth)]
-        assert {layers[f"{stack}.layers.0.self_attn.attn"].method} == {method}
-        if cfg.dropkey.schedule == "linear_decrease":
+        assert {layers[f"{stack}.layers.{i}.self_attn.attn"].method
+                for i in range(depth)} == {variant.method}
+        if variant.schedule == "linear_decrease":
             assert ratios[0] == pytest.approx(0.1) and ratios[-1] == 0.0
             assert ratios == sorted(ratios, reverse=True)
-        elif cfg.dropkey.schedule == "linear_increase":
+        elif variant.schedule == "linear_increase":
             assert ratios[0] == 0.0 and ratios[-1] == pytest.approx(0.1)
-        elif method != "none":
-            assert ratios == [pytest.approx(0.1)] * depth
+        else:
+            assert ratios == [pytest.approx(variant.drop_ratio)] * depth
 
 
-def test_train_and_test_through_the_tools(run_tool, tmp_path):
+@pytest.mark.slow
+def test_train_and_test_through_the_tools(run_tool, shortest_epochs, tmp_path):
     config = "configs/hoi/qpic-mini_dropkey-dec_embedded.py"
     work = tmp_path / "run"
-    quick = ["train_cfg.max_epochs=1", "train_cfg.val_interval=1",
-             "train_dataloader.dataset.indices=32", "val_dataloader.dataset.indices=20",
-             NO_TENSORBOARD]
+    epochs = shortest_epochs(REPO / config)  # warm-up, then at least one epoch of cosine
+    quick = [f"train_cfg.max_epochs={epochs}", "train_dataloader.dataset.indices=32",
+             "val_dataloader.dataset.indices=20", NO_TENSORBOARD]
     trained = run_tool("train.py", config, "--work-dir", work, "--cfg-options", *quick)
     assert trained.returncode == 0, trained.stderr[-3000:]
     report = read_report(work / "report.json")
@@ -167,13 +220,16 @@ def test_train_and_test_through_the_tools(run_tool, tmp_path):
     assert 0.0 <= metrics["hoi/default_full"] <= 1.0
     names = [layer["name"] for layer in report["attention_layers"]]
     assert len(names) == 6 and all(".self_attn." in name for name in names)
-    tested = run_tool("test.py", config, work / "epoch_1.pth", "--work-dir", tmp_path / "test",
-                      "--cfg-options", "val_dataloader.dataset.indices=20", NO_TENSORBOARD)
+    # no val_interval or checkpoint interval given: the last epoch is evaluated and saved anyway
+    tested = run_tool("test.py", config, work / f"epoch_{epochs}.pth", "--work-dir",
+                      tmp_path / "test", "--cfg-options", "val_dataloader.dataset.indices=20",
+                      NO_TENSORBOARD)
     assert tested.returncode == 0, tested.stderr[-3000:]
     assert read_report(tmp_path / "test/report.json")["metrics"]["hoi/default_full"] == \
         pytest.approx(metrics["hoi/default_full"])
 
 
+@pytest.mark.slow
 def test_missing_image_stops_training_with_a_clear_error(run_tool, tmp_path, tiny_data):
     root = tmp_path / "broken"
     shutil.copytree(tiny_data, root)
@@ -182,8 +238,7 @@ def test_missing_image_stops_training_with_a_clear_error(run_tool, tmp_path, tin
         "data_root", "train_dataloader.dataset.data_root", "val_dataloader.dataset.data_root",
         "test_dataloader.dataset.data_root", "val_evaluator.data_root")]
     result = run_tool("train.py", EMBEDDED[3], "--work-dir", tmp_path / "work", "--cfg-options",
-                      *options, "train_cfg.max_epochs=1", "train_cfg.val_interval=1",
-                      NO_TENSORBOARD)
+                      *options, NO_TENSORBOARD)  # fails while the dataloaders are built
     assert result.returncode == 2, result.stderr[-2000:]
     assert "test_hico.json: [1].file_name: image not found" in result.stderr
     assert not (tmp_path / "work/report.json").exists()

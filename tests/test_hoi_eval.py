@@ -217,6 +217,7 @@ def cli_args(paths, *extra):
             "--pred", paths["pred"], *extra]
 
 
+@pytest.mark.slow
 def test_eval_cli_prints_and_writes_metrics(run_tool, tmp_path):
     paths = write_case(tmp_path)
     out = tmp_path / "metrics.json"
@@ -228,6 +229,7 @@ def test_eval_cli_prints_and_writes_metrics(run_tool, tmp_path):
     assert {"mAP_full", "mAP_rare", "mAP_non_rare"} <= set(metrics)
 
 
+@pytest.mark.slow
 def test_eval_cli_rejects_bad_predictions_without_writing(run_tool, tmp_path):
     paths = write_case(tmp_path, pred_entries=[
         {"file_name": "a.jpg", "predictions": [{"bbox": HUMAN, "category_id": 1}],

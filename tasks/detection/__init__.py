@@ -1,7 +1,7 @@
 """COCO object detection with mmdet's DETR family; the embedded data are generated shapes."""
 from .datasets import CheckedCocoDataset, check_coco_detection
-from .generate import CATEGORIES, generate_split
+from .metric import CheckedCocoMetric
 from .model import DotProductEncoderDINO
 
-__all__ = ["CheckedCocoDataset", "check_coco_detection", "CATEGORIES", "generate_split",
+__all__ = ["CheckedCocoDataset", "check_coco_detection", "CheckedCocoMetric",
            "DotProductEncoderDINO"]

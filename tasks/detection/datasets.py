@@ -14,9 +14,8 @@ from typing import Optional
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
+from tasks.common.embedded_data import prepare_embedded
 from tasks.common.files import DataFormatError, load_json
-
-from .generate import generate_split
 
 BOX_TOLERANCE = 1.0  # pixels a box may overhang the image (rounding in real annotations)
 REQUIRED = {
@@ -91,17 +90,18 @@ class CheckedCocoDataset(CocoDataset):
     """``CocoDataset`` that validates its annotation file and images before loading them.
 
     Args:
-        generate: when the annotation file is missing, write the embedded dataset split with
-            ``generate_split(data_root, **generate)`` first (e.g. ``dict(split='train')``).
+        generate_if_missing: ``data_root`` holds the embedded data set of
+            :mod:`tasks.detection.generate`; write it there first unless it is complete.
     """
 
-    def __init__(self, *args, generate: Optional[dict] = None, **kwargs):
-        self.generate = generate
+    def __init__(self, *args, generate_if_missing: bool = False, **kwargs):
+        self.generate_if_missing = generate_if_missing
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> list:
-        if self.generate is not None and not Path(self.ann_file).exists():
-            generate_split(self.data_root, **self.generate)
+        if self.generate_if_missing:
+            from . import generate  # here, so ``python -m tasks.detection.generate`` runs clean
+            prepare_embedded(self.data_root, generate.generate)
         data = load_json(self.ann_file, "annotations file")
         check_coco_detection(self.ann_file, data, self.data_prefix.get("img"))
         names = {c["name"] for c in data["categories"]}

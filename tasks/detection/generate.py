@@ -7,24 +7,28 @@ hold 1-6 circles, squares and triangles of several scales, with random colours a
 over a noisy gradient with distractor lines and dots; later shapes may hide part of earlier ones
 (every object keeps at least ``MIN_VISIBLE`` of its pixels). Boxes and areas are those of the
 visible pixels, as in COCO. Everything is drawn from a fixed seed per split, so the files are the
-same on every machine.
+same on every machine. The command prepares ``OUT`` as a dataset with ``generate_if_missing``
+does (:func:`tasks.common.embedded_data.prepare_embedded`): a complete set is left as it is.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tasks.common.embedded_data import is_complete, prepare_embedded
 from tasks.common.files import write_atomic, write_json_atomic
 
 CATEGORIES = ({"id": 1, "name": "circle", "supercategory": "shape"},
               {"id": 2, "name": "square", "supercategory": "shape"},
               {"id": 3, "name": "triangle", "supercategory": "shape"})
 SPLIT_SIZES = {"train": 600, "val": 150}
+IMAGE_SIZE = 128
 SPLIT_SEEDS = {"train": 0, "val": 1}
 MAX_OBJECTS = 6
 MIN_VISIBLE = 0.5          # fraction of an object's pixels that occluders must leave visible
@@ -104,9 +108,9 @@ def draw_image(rng: np.random.Generator, size: int):
     return pixels, [(c, owner == j) for j, c in enumerate(categories)]
 
 
-def generate_split(root, split: str, num_images: int | None = None, image_size: int = 128,
+def generate_split(root, split: str, num_images: int | None = None, image_size: int = IMAGE_SIZE,
                    seed: int = 0) -> Path:
-    """Write one split and return its annotation file (written last, so it marks completion)."""
+    """Write one split and return its annotation file."""
     if split not in SPLIT_SEEDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_SEEDS)}, got {split!r}")
     root = Path(root)
@@ -138,16 +142,29 @@ def generate_split(root, split: str, num_images: int | None = None, image_size: 
     return path
 
 
+def generate(out, num_train: int = SPLIT_SIZES["train"], num_val: int = SPLIT_SIZES["val"],
+             image_size: int = IMAGE_SIZE, seed: int = 0) -> Path:
+    """Write the whole data set (both splits) into the directory ``out`` and return it."""
+    for split, count in (("train", num_train), ("val", num_val)):
+        generate_split(out, split, count, image_size, seed)
+    return Path(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/generated/detection")
-    parser.add_argument("--image-size", type=int, default=128, help="image side in pixels")
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="image side in pixels")
     parser.add_argument("--num-train", type=int, default=SPLIT_SIZES["train"])
     parser.add_argument("--num-val", type=int, default=SPLIT_SIZES["val"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    for split, count in (("train", args.num_train), ("val", args.num_val)):
-        print(generate_split(args.out, split, count, args.image_size, args.seed))
+    if is_complete(args.out):
+        parser.exit(message=f"{args.out} holds a complete data set; remove it to regenerate\n")
+    root = prepare_embedded(args.out, partial(generate, num_train=args.num_train,
+                                              num_val=args.num_val, image_size=args.image_size,
+                                              seed=args.seed))
+    for split in SPLIT_SEEDS:
+        print(annotation_path(root, split))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """HOI detection on HICO-DET (QPIC/CDN format): dataset, QPIC model and HICO-DET mAP."""
-from .dataset import HicoDetDataset
+from .datasets import HicoDetDataset
 from .metric import HoiMetric
 from .model import QPIC
 

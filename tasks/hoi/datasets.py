@@ -12,6 +12,8 @@ import os.path as osp
 from mmdet.datasets import BaseDetDataset, CocoDataset
 from mmdet.registry import DATASETS
 
+from tasks.common.embedded_data import prepare_embedded
+
 from .hico import load_hoi_file
 
 
@@ -21,8 +23,9 @@ class HicoDetDataset(BaseDetDataset):
 
     Args:
         num_verbs: verb ids must lie in 1..num_verbs (117 for HICO-DET).
-        generate_if_missing: write the synthetic data set of :mod:`tasks.hoi.generate` into
-            ``data_root`` when ``ann_file`` does not exist (the embedded benchmark).
+        generate_if_missing: ``data_root`` holds the synthetic data set of
+            :mod:`tasks.hoi.generate` (the embedded benchmark); write it there first unless it
+            is complete.
     """
 
     METAINFO = {"classes": CocoDataset.METAINFO["classes"]}
@@ -34,9 +37,9 @@ class HicoDetDataset(BaseDetDataset):
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> list[dict]:
-        if self.generate_if_missing and not osp.exists(self.ann_file):
-            from .generate import generate  # here, so ``python -m tasks.hoi.generate`` runs clean
-            generate(self.data_root)
+        if self.generate_if_missing:
+            from . import generate  # here, so ``python -m tasks.hoi.generate`` runs clean
+            prepare_embedded(self.data_root, generate.generate)
         images = load_hoi_file(self.ann_file, self.num_verbs, image_dir=self.data_prefix["img"])
         return [{
             "img_path": osp.join(self.data_prefix["img"], image.file_name),

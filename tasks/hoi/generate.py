@@ -18,22 +18,23 @@ Every verb is a visible relation of the pair:
 
 Objects are six COCO classes drawn as distinct shapes. A few (relation, object) combinations get
 fewer than 10 training instances, so HICO-DET's Rare split is populated. The output is a
-function of the arguments only (fixed seed); it is written to a temporary directory and renamed
-into place, so concurrent readers never see half a data set.
+function of the arguments only (fixed seed). The command prepares ``--out`` as a dataset with
+``generate_if_missing`` does (:func:`tasks.common.embedded_data.prepare_embedded`): a complete
+set is left as it is.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from tasks.common.embedded_data import is_complete, prepare_embedded
 
 from .hico import COCO_OBJECT_IDS, NUM_OBJECT_CLASSES
 
@@ -62,6 +63,7 @@ RELATION_OBJECTS = {
 # (relation, object) combinations kept rare: this many training / test pairs each.
 RARE_PAIRS = {("kick", 47): (6, 3), ("carry", 41): (5, 3), ("hold", 2): (7, 3)}
 SPLITS = {"train": "trainval_hico.json", "test": "test_hico.json"}
+SPLIT_SIZES = {"train": 800, "test": 200}
 SPLIT_DIRS = {"train": "train2015", "test": "test2015"}
 
 
@@ -248,26 +250,16 @@ def write_split(root: Path, split: str, num_images: int, rng: np.random.Generato
     return entries
 
 
-def generate(out, num_train: int = 800, num_test: int = 200, seed: int = 0) -> Path:
-    """Write the data set to ``out`` (atomically: built beside it, then renamed) and return it."""
+def generate(out, num_train: int = SPLIT_SIZES["train"], num_test: int = SPLIT_SIZES["test"],
+             seed: int = 0) -> Path:
+    """Write the whole data set (both splits and the verb x object mask) into the directory
+    ``out`` and return it."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        (staging / "annotations").mkdir()
-        rng = np.random.default_rng(seed)
-        for split, count in (("train", num_train), ("test", num_test)):
-            write_split(staging, split, count, rng)
-        np.save(staging / "annotations" / "corre_hico.npy", correspondence_mask())
-        try:
-            os.rename(staging, out)
-        except OSError:
-            if not (out / "annotations" / SPLITS["test"]).exists():
-                raise
-            shutil.rmtree(staging)  # another process finished the same data set first
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", num_train), ("test", num_test)):
+        write_split(out, split, count, rng)
+    np.save(out / "annotations" / "corre_hico.npy", correspondence_mask())
     return out
 
 
@@ -286,13 +278,15 @@ def split_statistics(root) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/generated/hoi")
-    parser.add_argument("--train", type=int, default=800, help="training images")
-    parser.add_argument("--test", type=int, default=200, help="test images")
+    parser.add_argument("--train", type=int, default=SPLIT_SIZES["train"],
+                        help="training images")
+    parser.add_argument("--test", type=int, default=SPLIT_SIZES["test"], help="test images")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if Path(args.out).exists():
-        parser.error(f"{args.out} exists; remove it first to regenerate")
-    root = generate(args.out, args.train, args.test, args.seed)
+    if is_complete(args.out):
+        parser.exit(message=f"{args.out} holds a complete data set; remove it to regenerate\n")
+    root = prepare_embedded(args.out, partial(generate, num_train=args.train, num_test=args.test,
+                                              seed=args.seed))
     stats = split_statistics(root)
     print(f"{root}: " + ", ".join(f"{s} {v['images']} images / {v['hois']} HOIs"
                                   for s, v in stats.items()))

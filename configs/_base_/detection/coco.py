@@ -1,5 +1,5 @@
 # COCO 2017 detection: data/coco/{train2017,val2017,annotations/instances_{train,val}2017.json}.
-# The annotation files are validated before training (CheckedCocoDataset).
+# The annotation files are validated before they are used (CheckedCocoDataset, CheckedCocoMetric).
 task = 'detection'
 dataset_name = 'coco2017'
 data_root = 'data/coco/'
@@ -31,7 +31,7 @@ val_dataloader = dict(
         test_mode=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(
-    type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json', metric='bbox',
-    classwise=True,
+    type='CheckedCocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',
+    metric='bbox', classwise=True,
     metric_items=['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l', 'AR@100'])
 test_evaluator = val_evaluator

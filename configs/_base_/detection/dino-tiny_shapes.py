@@ -62,17 +62,18 @@ model = dict(
     test_cfg=dict(max_per_img=30))
 dropkey_scope = dict(groups=[r'^encoder\.', r'^decoder\.'], exclude=None)
 
-max_epochs = 14
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=4e-4, weight_decay=1e-4),
     clip_grad=dict(max_norm=0.1, norm_type=2))
+# 100 warm-up iterations, then a cosine from epoch 0 down to eta_min at the last iteration: the
+# cosine's end and period default to train_cfg.max_epochs, so shortening the run shortens it.
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
-         eta_min=4e-6, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, eta_min=4e-6,
+         convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=7)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=14, val_interval=7)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(interval=7))

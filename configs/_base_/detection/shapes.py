@@ -1,5 +1,6 @@
 # Generated shapes (tasks/detection/generate.py): 600 train / 150 val COCO-format images of
-# 128 px, written to data_root on first use. Regenerate: python -m tasks.detection.generate
+# 128 px, written to data_root on first use (generate_if_missing). To regenerate, remove
+# data_root; python -m tasks.detection.generate --out DIR writes the set elsewhere.
 task = 'detection'
 dataset_name = 'shapes'
 data_root = 'data/generated/detection/'
@@ -30,19 +31,18 @@ train_dataloader = dict(
         type='CheckedCocoDataset', data_root=data_root, metainfo=metainfo,
         ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
         filter_cfg=dict(filter_empty_gt=False), pipeline=train_pipeline,
-        generate=dict(split='train', image_size=image_size)))
+        generate_if_missing=True))
 val_dataloader = dict(
     batch_size=16, num_workers=0, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type='CheckedCocoDataset', data_root=data_root, metainfo=metainfo,
         ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
-        test_mode=True, pipeline=test_pipeline,
-        generate=dict(split='val', image_size=image_size)))
+        test_mode=True, pipeline=test_pipeline, generate_if_missing=True))
 test_dataloader = val_dataloader
 val_evaluator = dict(
-    type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json', metric='bbox',
-    classwise=True,
+    type='CheckedCocoMetric', ann_file=data_root + 'annotations/instances_val.json',
+    metric='bbox', classwise=True,
     # No mAP_l: generated shapes stay under COCO's 96² px 'large' area (at most 87 px across
     # at image_size 128), so pycocotools would report -1 (undefined) for it in every run.
     metric_items=['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'AR@100'])

@@ -1,5 +1,6 @@
 # Synthetic HICO-DET-format data (tasks/hoi/generate.py): 800 train / 200 test images of 112 px,
-# 6 verbs, 6 object classes, 3 rare triplets. Written to data_root on first use.
+# 6 verbs, 6 object classes, 3 rare triplets. Written to data_root on first use
+# (generate_if_missing).
 task = 'hoi'
 dataset_name = 'hico-gen'
 data_root = 'data/generated/hoi/'

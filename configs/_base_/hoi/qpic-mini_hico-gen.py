@@ -28,16 +28,17 @@ model = dict(
 # plain attention (its keys are image tokens already regularised in the encoder).
 dropkey_scope = dict(groups=[r'^encoder\.', r'^decoder\.'], exclude=r'cross_attn')
 
-max_epochs = 40
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=4e-4, weight_decay=1e-4), clip_grad=dict(max_norm=0.1))
+# Two warm-up epochs, then a cosine down to eta_min at the last iteration: the cosine's end and
+# period default to train_cfg.max_epochs, so shortening the run (to 3 epochs or more) shortens it.
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=2,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=2, end=max_epochs, T_max=max_epochs - 2,
-         eta_min=1e-5, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=2, eta_min=1e-5,
+         convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40, val_interval=10)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(interval=20))

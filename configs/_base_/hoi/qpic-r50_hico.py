@@ -27,13 +27,11 @@ model = dict(
 # encoder and decoder self-attention; cross-attention keeps DETR's dropout of 0.1.
 dropkey_scope = dict(groups=[r'^encoder\.', r'^decoder\.'], exclude=r'cross_attn')
 
-max_epochs = 150
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4), clip_grad=dict(max_norm=0.1),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))
-param_scheduler = [dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
-                        milestones=[100], gamma=0.1)]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
+param_scheduler = [dict(type='MultiStepLR', by_epoch=True, begin=0, milestones=[100], gamma=0.1)]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=150, val_interval=10)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(base_batch_size=16)
