@@ -12,13 +12,16 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .functional import check_method, dropkey_attention
+from .functional import dropkey_attention
 from .masks import merge_masks
+from .regularisers import get_regulariser
 
 
 @dataclass
 class DropKeySettings:
-    """How one attention layer regularises its keys. Not a module: state dicts stay unchanged."""
+    """How one attention layer is regularised (``method``: a registered regulariser). Not a
+    module: state dicts stay unchanged. A method structured over the key grid needs ``key_grid``.
+    """
 
     method: str = "dropkey"
     drop_ratio: float = 0.0
@@ -33,7 +36,9 @@ class DropKeySettings:
     entropy_rows: int = field(default=0, repr=False)
 
     def __post_init__(self):
-        check_method(self.method)
+        if get_regulariser(self.method).needs_key_grid and self.key_grid is None:
+            raise ValueError(f"method {self.method!r} drops structures of the key grid and needs "
+                             "key_grid=(height, width)")
 
     def mask_options(self) -> dict:
         return dict(key_grid=self.key_grid, num_prefix_keys=self.num_prefix_keys,

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .adapters import ADAPTERS, UNTOUCHED, WEIGHTS_DISCARDED_BY, adapted_class, qualified_name
 from .attention import DropKeyAttentionMixin, DropKeySettings
-from .functional import check_method
+from .regularisers import get_regulariser
 from .schedules import layer_drop_ratios
 
 _LAST_INDEX = re.compile(r"^(.*\.\d+)(?:\.|$)")
@@ -54,12 +54,21 @@ def _attention_modules(model: nn.Module):
             yield name, module
 
 
-def _default_grid(model: nn.Module):
-    """Key grid and prefix-token count of the first timm ViT-style (sub)model that has them."""
-    for module in model.modules():
+def _grid_owners(model: nn.Module) -> list[tuple[str, tuple, int]]:
+    """(name, key grid, prefix-token count) of every timm ViT-style (sub)model, outermost first."""
+    owners = []
+    for name, module in model.named_modules():
         grid = getattr(getattr(module, "patch_embed", None), "grid_size", None)
         if grid is not None:
-            return tuple(grid), int(getattr(module, "num_prefix_tokens", 0))
+            owners.append((name, tuple(grid), int(getattr(module, "num_prefix_tokens", 0))))
+    return owners
+
+
+def _default_grid(owners: list[tuple[str, tuple, int]], module_name: str):
+    """Key grid and prefix count of the innermost ViT-style model containing ``module_name``."""
+    for owner, grid, prefix in reversed(owners):
+        if owner == "" or module_name.startswith(owner + "."):
+            return grid, prefix
     return None, 0
 
 
@@ -84,20 +93,24 @@ def inject_dropkey(
 
     Args:
         drop_ratio: base ratio of the schedule (see :mod:`dropkey_core.schedules`).
-        method: ``none``, ``attn_drop``, ``dropkey``, ``dropkey_block`` or ``dropkey_cross``.
+        method: a registered regulariser (:mod:`dropkey_core.regularisers`): ``none``,
+            ``attn_drop``, ``dropkey``, ``dropkey_block``, ``dropkey_cross``, ``dropkey_column``,
+            ``drophead`` or a project's own.
         schedule, start, end, ratios: the per-layer schedule, applied over layers in depth order.
             Layers are found with :func:`layer_key`.
         include, exclude: regular expressions on module names (``re.search``).
         groups: regular expressions, one per stack (e.g. ``[r"^encoder\\.", r"^decoder\\."]``);
             each stack gets its own schedule over its own layers. Modules in no group are skipped.
         key_grid, num_prefix_keys: the key grid for the structured methods; by default read from
-            a timm model's ``patch_embed.grid_size`` and ``num_prefix_tokens``.
+            the ``patch_embed.grid_size`` and ``num_prefix_tokens`` of the timm model that holds
+            the attention module. A structured method on a stack with no key grid is a
+            ValueError naming the stack; it never runs as unstructured DropKey.
         record_stats: record the mean attention entropy of each layer in eval mode.
+
+    Nothing is changed unless every module's settings are valid.
     """
-    check_method(method)
-    default_grid, default_prefix = _default_grid(model)
-    key_grid = default_grid if key_grid is None else key_grid
-    num_prefix_keys = default_prefix if num_prefix_keys is None else num_prefix_keys
+    needs_key_grid = get_regulariser(method).needs_key_grid
+    owners = _grid_owners(model)
     patterns = [re.compile(g) for g in groups] if groups is not None else [re.compile("")]
 
     stacks: list[OrderedDict[str, list[tuple[str, nn.Module]]]] = [OrderedDict() for _ in patterns]
@@ -111,19 +124,30 @@ def inject_dropkey(
                 stack.setdefault(layer_key(name), []).append((name, module))
                 break
 
-    for stack in stacks:
+    settings: list[tuple[nn.Module, DropKeySettings]] = []
+    for pattern, stack in zip(patterns, stacks):
         if not stack:
             continue
         layer_ratios = layer_drop_ratios(drop_ratio, len(stack), schedule, start=start, end=end,
                                          ratios=ratios)
         for ratio, members in zip(layer_ratios, stack.values()):
-            for _, module in members:
-                if not isinstance(module, DropKeyAttentionMixin):
-                    module.__class__ = adapted_class(type(module))
-                module.dropkey = DropKeySettings(
-                    method=method, drop_ratio=0.0 if method == "none" else ratio,
-                    key_grid=key_grid, num_prefix_keys=num_prefix_keys, block_size=block_size,
-                    record_stats=record_stats)
+            for name, module in members:
+                grid, prefix = _default_grid(owners, name)
+                grid = grid if key_grid is None else key_grid
+                if needs_key_grid and grid is None:
+                    where = "the model" if groups is None else f"stack {pattern.pattern!r}"
+                    raise ValueError(
+                        f"method {method!r} needs a key grid, and {where} has none at {name!r} "
+                        "(no key_grid given and no enclosing model with patch_embed.grid_size); "
+                        "give key_grid or leave this stack out")
+                settings.append((module, DropKeySettings(
+                    method=method, drop_ratio=0.0 if method == "none" else ratio, key_grid=grid,
+                    num_prefix_keys=prefix if num_prefix_keys is None else num_prefix_keys,
+                    block_size=block_size, record_stats=record_stats)))
+    for module, module_settings in settings:
+        if not isinstance(module, DropKeyAttentionMixin):
+            module.__class__ = adapted_class(type(module))
+        module.dropkey = module_settings
     for wrapper in model.modules():
         child = getattr(wrapper, WEIGHTS_DISCARDED_BY.get(qualified_name(type(wrapper)), ""), None)
         if isinstance(child, DropKeyAttentionMixin):

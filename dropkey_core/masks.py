@@ -1,9 +1,11 @@
 """Samplers for key-drop masks.
 
-Every sampler returns a boolean *keep* mask of shape ``(B, H, Nq, Nk)``: ``True`` where query ``q``
-may attend to key ``k``. The unstructured sampler draws each entry independently; the structured
-ones draw whole windows (``block``) or whole rows and columns (``cross``) of the key grid, per
-(batch, head, query), and never drop prefix tokens such as the class token.
+Every sampler takes the shape ``(B, H, Nq, Nk)`` of the attention logits and returns a boolean
+*keep* mask broadcastable to it: ``True`` where query ``q`` may attend to key ``k``. The
+unstructured sampler draws each entry independently; the column and head samplers draw one entry
+per (batch, head, key) and per (batch, head), shared by every query (and key); the grid samplers
+draw whole windows (``block``) or whole rows and columns (``cross``) of the key grid, per (batch,
+head, query), and never drop prefix tokens such as the class token.
 """
 from __future__ import annotations
 
@@ -37,6 +39,32 @@ def sample_keep_mask(
                           generator=generator, device=device)
     bits = words.view(torch.int16)[:numel].view(tuple(shape))
     return bits >= threshold
+
+
+def sample_column_keep_mask(
+    shape: Sequence[int],
+    drop_ratio: float,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+) -> torch.Tensor:
+    """Key columns: each key of each (batch, head) is dropped for every query, with probability
+    ``drop_ratio``. Shape ``(*lead, 1, Nk)``; the i.i.d. sampler's draws over that shape."""
+    *lead, _, num_keys = shape
+    return sample_keep_mask((*lead, 1, num_keys), drop_ratio, generator=generator, device=device)
+
+
+def sample_head_keep_mask(
+    shape: Sequence[int],
+    drop_ratio: float,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+) -> torch.Tensor:
+    """Whole heads: each (batch, head) is dropped with probability ``drop_ratio``. Shape
+    ``(*lead, 1, 1)``, so it also broadcasts to the attention output ``(*lead, Nq, Dv)``."""
+    *lead, _, _ = shape
+    return sample_keep_mask((*lead, 1, 1), drop_ratio, generator=generator, device=device)
 
 
 def infer_key_grid(num_keys: int, num_prefix_keys: int, key_grid: Optional[Grid]) -> tuple[int, int]:

@@ -32,7 +32,8 @@ def test_dropped_keys_get_zero_weight_and_survivors_are_not_rescaled():
     torch.testing.assert_close(out, weights @ v)
 
 
-@pytest.mark.parametrize("method", ["dropkey", "attn_drop", "dropkey_block", "dropkey_cross"])
+@pytest.mark.parametrize("method", ["dropkey", "attn_drop", "dropkey_block", "dropkey_cross",
+                                    "dropkey_column", "drophead"])
 @pytest.mark.parametrize("fused", [True, False])
 def test_eval_mode_and_zero_ratio_equal_plain_attention(method, fused):
     q, k, v = qkv()

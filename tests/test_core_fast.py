@@ -228,8 +228,13 @@ SMALL, LARGE = (2, 3, 16, 16), (1, 1, 4096, 1025)  # LARGE: above SMALL_MASK_ELE
     ("attn_drop", LARGE, {}, ("attn_drop", "reference", "sdpa_dropout")),
     ("attn_drop", SMALL, dict(generator=gen()), ("attn_drop", "reference", "readable")),
     ("attn_drop", SMALL, dict(need_weights=True), ("attn_drop", "reference", "readable")),
-    ("dropkey_block", LARGE, dict(chunkable=True), ("dropkey_block", "block", "fused")),
-    ("dropkey_cross", SMALL, dict(fused=False), ("dropkey_cross", "cross", "readable")),
+    ("dropkey_block", LARGE, dict(chunkable=True), ("dropkey_block", "reference", "fused")),
+    ("dropkey_cross", SMALL, dict(fused=False), ("dropkey_cross", "reference", "readable")),
+    ("dropkey_column", LARGE, dict(chunkable=True), ("dropkey_column", "reference", "fused")),
+    ("dropkey_column", SMALL, dict(training=False), ("none", None, "fused")),
+    ("drophead", SMALL, {}, ("drophead", "reference", "fused")),
+    ("drophead", SMALL, dict(generator=gen()), ("drophead", "reference", "fused")),
+    ("drophead", SMALL, dict(need_weights=True), ("drophead", "reference", "readable")),
 ])
 def test_plan_picks_sampler_and_path(method, shape, options, expected):
     options = dict(options)

@@ -8,6 +8,7 @@ import pytest
 import torch.nn as nn
 from mmengine.config import Config
 
+from dropkey_core import REGULARISERS, register_regulariser, sample_head_keep_mask
 from tasks.common import DataFormatError, DropKeyHook, resolve_dropkey
 
 
@@ -48,6 +49,7 @@ def test_variant_defaults_and_overrides():
     (dict(dropkey=dict(variant="dropkey-dec", ratios=[0.1, 1.0])), "dropkey.ratios[1]"),
     (dict(dropkey=dict(variant="none", schedule="cosine")), "dropkey.schedule"),
     (dict(dropkey=dict(variant="none", method="dropout")), "dropkey.method"),
+    (dict(dropkey=dict(variant="dropkey-dec", method=["dropkey"])), "dropkey.method"),
     (dict(dropkey=dict(variant="none", drop_rate=0.1)), "dropkey.drop_rate"),
     (dict(dropkey_scope=dict(inclde="blocks")), "dropkey_scope.inclde"),
     (dict(dropkey_scope=dict(include="blocks[")), "dropkey_scope.include"),
@@ -57,6 +59,25 @@ def test_bad_settings_name_the_config_and_field(fields, field):
     with pytest.raises(DataFormatError) as err:
         resolve_dropkey(config(**fields))
     assert err.value.path.endswith(CONFIG_NAME) and err.value.field == field
+
+
+@pytest.mark.parametrize("label, method, schedule", [
+    ("dropkey-column", "dropkey_column", "linear_decrease"), ("drophead", "drophead", "constant")])
+def test_new_regulariser_variants_resolve_to_their_core_method(label, method, schedule):
+    assert resolve_dropkey(config(dropkey=dict(variant=label))) == (
+        label, {"method": method, "schedule": schedule, "drop_ratio": 0.1})
+
+
+def test_a_registered_regulariser_is_a_valid_method():
+    with pytest.raises(DataFormatError, match="unknown attention method 'test_hooks_reg'"):
+        resolve_dropkey(config(dropkey=dict(variant="dropkey-dec", method="test_hooks_reg")))
+    register_regulariser("test_hooks_reg", stage="output")(sample_head_keep_mask)
+    try:
+        _, options = resolve_dropkey(config(dropkey=dict(variant="dropkey-dec",
+                                                         method="test_hooks_reg")))
+        assert options["method"] == "test_hooks_reg"
+    finally:
+        REGULARISERS.pop("test_hooks_reg")
 
 
 class FakeRunner:
@@ -78,6 +99,16 @@ def test_scope_that_reaches_no_attention_is_an_error():
     with pytest.raises(DataFormatError, match="matches no attention module") as err:
         DropKeyHook().before_run(runner)
     assert err.value.field == "dropkey_scope"
+
+
+def test_structured_variant_on_a_stack_without_key_grid_fails_before_training():
+    model = nn.ModuleDict({"decoder": nn.ModuleList([nn.MultiheadAttention(8, 2)])})
+    runner = FakeRunner(model, dropkey=dict(variant="dropkey-block"),
+                        dropkey_scope=dict(groups=[r"^decoder\."]))
+    with pytest.raises(DataFormatError, match=r"needs a key grid, and stack '\^decoder") as err:
+        DropKeyHook().before_run(runner)
+    assert err.value.field == "dropkey"
+    assert not hasattr(model["decoder"][0], "dropkey")
 
 
 @pytest.mark.slow

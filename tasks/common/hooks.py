@@ -16,7 +16,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from dropkey_core import METHODS, SCHEDULES, inject_dropkey
+from dropkey_core import SCHEDULES, get_regulariser, inject_dropkey
 
 from .files import DataFormatError
 from .variants import Variant, get_variant
@@ -68,9 +68,10 @@ def resolve_dropkey(cfg: Config) -> tuple[str, dict]:
     except ValueError as err:
         raise DataFormatError(source, "dropkey.variant", str(err)) from None
     options = {**variant.injection(), **{k: v for k, v in dropkey.items() if v is not None}}
-    if options["method"] not in METHODS:
-        raise DataFormatError(source, "dropkey.method",
-                              f"{options['method']!r} is not one of {', '.join(METHODS)}")
+    try:
+        get_regulariser(options["method"])
+    except ValueError as err:
+        raise DataFormatError(source, "dropkey.method", str(err)) from None
     if options["schedule"] not in SCHEDULES:
         raise DataFormatError(source, "dropkey.schedule",
                               f"{options['schedule']!r} is not one of {', '.join(SCHEDULES)}")

@@ -46,6 +46,12 @@ VARIANTS: dict[str, Variant] = {
     "dropkey-block": Variant("dropkey_block", "linear_decrease", 0.1, block_size=3,
                              description="structured DropKey: 3x3 windows of the key grid, "
                                          "decreasing"),
+    "dropkey-column": Variant("dropkey_column", "linear_decrease", 0.1,
+                              description="column-wise DropKey (HiddenKey): the same keys dropped "
+                                          "for every query of a head, decreasing"),
+    "drophead": Variant("drophead", "constant", 0.1,
+                        description="DropHead: whole heads dropped at the attention output, "
+                                    "survivors rescaled by 1/(1-p)"),
 }
 BASELINES = ("none", "attndrop")  # every other variant is compared with these, paired by seed
 
