@@ -42,6 +42,8 @@ VARIANTS = {
     "dropkey-hash": ("DropKey, hash mask materialised + SDPA", 13),
     "dropkey-auto": ("DropKey, default backend (here: chunked flash + compiled hash)", 0),
     "dropkey-chunked-eager": ("DropKey, chunked flash + eager hash (DROPKEY_COMPILE_HASH=0)", 0),
+    "dropkey-column": ("column-wise DropKey (HiddenKey): one mask per batch, head and key", 0),
+    "drophead": ("DropHead: whole heads dropped at the output", 0),
 }
 
 
@@ -70,6 +72,8 @@ def attention_step(variant: str, q, k, v, p: float):
         "dropkey-hash": lambda: dropkey_attention(q, k, v, p, backend="hash"),
         "dropkey-auto": lambda: dropkey_attention(q, k, v, p),
         "dropkey-chunked-eager": lambda: dropkey_attention(q, k, v, p, backend="chunked"),
+        "dropkey-column": lambda: dropkey_attention(q, k, v, p, method="dropkey_column"),
+        "drophead": lambda: dropkey_attention(q, k, v, p, method="drophead"),
     }
     if variant == "dropkey-chunked-eager":
         from dropkey_core.hash_mask import use_compiled_hash
