@@ -161,7 +161,7 @@ def test_train_resume_and_test_through_the_tools(run_tool, tmp_path, shortest_ep
     assert report["primary_metric"] == "cls/top1" and report["higher_is_better"] is True
     assert set(report["versions"]) == {"torch", "mmengine", "mmdet", "mmcv", "timm"}
     assert "train/loss" in report["curves"]
-    # Resume loads mmengine's checkpoint (weights_only loading with allow-listed metadata).
+    # Resume loads the checkpoint with torch's weights-only unpickler (nothing allow-listed).
     second = run_tool("train.py", config, *common, f"train_cfg.max_epochs={epochs + 1}",
                       "default_hooks.checkpoint.interval=1", "--resume")
     assert second.returncode == 0, second.stderr[-3000:]

@@ -6,7 +6,7 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     logger=dict(type='LoggerHook', interval=20),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1),
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=1),
 )
 env_cfg = dict(
     cudnn_benchmark=False,
