@@ -1,4 +1,5 @@
-"""Aggregation of hand-made reports: statistics, paired intervals, problems, bad input, outputs."""
+"""Aggregation of hand-made reports: statistics, paired intervals, verdicts, provenance, problems,
+bad input, outputs and their figures."""
 import csv
 import json
 import math
@@ -9,10 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from matplotlib.collections import LineCollection
+from matplotlib.colors import to_rgba
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
 
+from tasks.common import report as report_module
 from tasks.common.files import DataFormatError, write_json_atomic
-from tasks.common.render import format_difference, format_mean_std, render_csv, tables
+from tasks.common.render import (NOT_COMPARED, attention_stack, curve_figure, dot_figure,
+                                 forest_figure, format_difference, format_mean_std, layer_figure,
+                                 render_csv, tables)
+from tasks.common.report import read_report
 from tasks.common.statistics import (describe, kendalls_w, paired_difference, ranks_best_first,
                                      scaled_interval)
 from tasks.common.summary import aggregate, collect, read_status, summarise
@@ -26,31 +37,36 @@ CLS_TOP1 = {  # variant -> per-seed top-1 (seeds 0, 1, 2)
 }
 MESH_ERROR = {"none": [80.0, 82.0], "dropkey-dec": [75.0, 78.0]}  # lower is better
 LAYER_RATIOS = {"none": [0.0] * 3, "attndrop": [0.1] * 3, "dropkey-dec": [0.1, 0.05, 0.0]}
+MACHINE = {"cpu_model": "Intel(R) Xeon(R) CPU @ 2.20GHz", "torch_threads": 1,
+           "torch_version": "2.14.1+cpu", "torch_cuda": None, "torch_git_version": "5c48869",
+           "gpu": None}
 
 
 def report(task, dataset, variant, seed, metrics, primary, higher_is_better=True):
     """A schema-2 report with the field set BenchReportHook.build_report writes."""
-    core = VARIANTS[variant]
+    core = VARIANTS.get(variant, VARIANTS["dropkey-dec"])  # custom labels: dropkey-dec's core
     return {
         "schema_version": 2, "mode": "train", "task": task,
         "config": f"configs/{task}/tiny_{variant}_embedded.py", "variant": variant,
         "method": core.method, "schedule": core.schedule, "base_drop_ratio": core.drop_ratio,
         "attention_layers": [{"name": f"blocks.{i}.attn", "method": core.method, "drop_ratio": r,
                               "entropy": 2.0 + 0.1 * i + seed * 0.01}
-                             for i, r in enumerate(LAYER_RATIOS[variant])],
+                             for i, r in enumerate(LAYER_RATIOS.get(variant,
+                                                                    [core.drop_ratio] * 3))],
         "seed": seed, "dataset": dataset, "metrics": metrics, "primary_metric": primary,
         "higher_is_better": higher_is_better, "epochs": 2, "iterations": 20,
         "train_seconds": 1.5, "train_samples_per_second": 100.0,
         "curves": {"train/loss": {"step": [1, 2, 3], "value": [2.0, 1.5, 1.0 + seed]},
                    f"val/{primary}": {"step": [1, 2], "value": [0.5, metrics[primary]]}},
-        "versions": {"torch": "2.14.1"}, "git_commit": "unknown", "work_dir": "x",
-        "created": "2025-01-01T00:00:00+0000",
+        "versions": {"torch": "2.14.1"}, "git_commit": "a11bf93", "machine": dict(MACHINE),
+        "work_dir": "x", "created": "2025-01-01T00:00:00+0000",
     }
 
 
 def as_version_1(report_v2):
     """The same report as schema version 1 wrote it: the label in ``method``, no ``variant``."""
-    report_v1 = {key: value for key, value in report_v2.items() if key != "variant"}
+    report_v1 = {key: value for key, value in report_v2.items()
+                 if key not in ("variant", "machine")}
     report_v1.update(schema_version=1, method=report_v2["variant"])
     return report_v1
 
@@ -74,8 +90,8 @@ def suite_dir(tmp_path):
     return write_suite(tmp_path / "suite")
 
 
-def summary_of(*dirs):
-    return summarise(*collect(list(dirs)), dirs)
+def summary_of(*dirs, **options):
+    return summarise(*collect(list(dirs)), dirs, **options)
 
 
 def benchmark(summary, name):
@@ -203,7 +219,11 @@ def test_cross_task_views_respect_lower_is_better(suite_dir):
 def test_version_1_reports_give_the_same_tables_as_version_2(tmp_path):
     as_v2 = summary_of(write_suite(tmp_path / "v2" / "suite"))
     as_v1 = summary_of(write_suite(tmp_path / "v1" / "suite", as_version_1))
-    assert tables(as_v1) == tables(as_v2)
+
+    def results(summary):  # everything but provenance, which version 1 did not record
+        return [table for table in tables(summary) if not table["title"].endswith("provenance")]
+    assert results(as_v1) == results(as_v2)
+    assert benchmark(as_v1, "mesh/synthetic")["provenance"]["machines"] == {"unknown": 4}
 
     def without_sources(text):
         return [row[:-1] for row in csv.reader(text.splitlines())]
@@ -291,6 +311,194 @@ def test_duplicate_seed_is_an_error(suite_dir, tmp_path):
         summary_of(suite_dir, tmp_path / "other")
 
 
+# -------------------------------------------------------------------------------------- verdicts
+
+UNIT_NORMAL = np.array([-1.6, -1.0, -0.6, -0.3, 0.0, 0.1, 0.4, 0.7, 1.0, 1.3])
+UNIT_NORMAL = (UNIT_NORMAL - UNIT_NORMAL.mean()) / UNIT_NORMAL.std(ddof=1)  # mean 0, SD 1
+VERDICT_CASES = {  # variant -> (mean, SD) of its differences from none, whose mean is 100
+    "dropkey-const": (3.0, 0.5),     # better
+    "dropkey-dec": (-3.0, 0.5),      # worse
+    "dropkey-inc": (0.1, 0.5),       # equivalent: 90 % interval 0.1 ± 0.29 inside ±1
+    "dropkey-block": (0.2, 3.0),     # underpowered: MDD 2.99 > 1
+    "custom-middle": (0.56, 0.9),    # inconclusive: MDD 0.90 <= 1, p 0.08, TOST p 0.08
+}
+EXPECTED_VERDICTS = {"dropkey-const": "better", "dropkey-dec": "worse",
+                     "dropkey-inc": "equivalent within ±1 %",
+                     "dropkey-block": "not shown: underpowered", "custom-middle": "inconclusive"}
+
+
+def verdict_values():
+    values = {"none": np.full(10, 100.0)}
+    values.update({variant: 100.0 + mean + sd * UNIT_NORMAL
+                   for variant, (mean, sd) in VERDICT_CASES.items()})
+    return values
+
+
+def write_verdict_suite(root):
+    """Ten seeds of five variants around none (top-1 in %), and a lower-is-better benchmark."""
+    for variant, values in verdict_values().items():
+        for seed, value in enumerate(values):
+            write_json_atomic(root / "cls" / variant / f"seed{seed}" / "report.json",
+                              report("classification", "digits", variant, seed,
+                                     {"cls/top1": float(value)}, "cls/top1"))
+    for variant, values in {"none": [80.0, 82.0, 81.0], "dropkey-dec": [70.0, 72.5, 71.0]}.items():
+        for seed, value in enumerate(values):
+            write_json_atomic(root / "mesh" / variant / f"seed{seed}" / "report.json",
+                              report("mesh", "synthetic", variant, seed, {"mesh/pa_mpjpe": value},
+                                     "mesh/pa_mpjpe", False))
+    return root
+
+
+def test_each_verdict_with_its_numbers_from_scipy_and_statsmodels(tmp_path):
+    summary = summary_of(write_verdict_suite(tmp_path / "suite"))
+    cls = benchmark(summary, "classification/digits")["differences"]["none"]
+    mesh = benchmark(summary, "mesh/synthetic")["differences"]["none"]["dropkey-dec"]
+    mesh = mesh["mesh/pa_mpjpe"]
+    values = verdict_values()
+    family = {variant: stats.ttest_rel(values[variant], values["none"]).pvalue
+              for variant in VERDICT_CASES}
+    family["mesh"] = stats.ttest_rel([70.0, 72.5, 71.0], [80.0, 82.0, 81.0]).pvalue
+    holm = dict(zip(family, multipletests(list(family.values()), method="holm")[1]))
+    assert summary["comparisons"]["size"] == 6
+    for variant, (mean, sd) in VERDICT_CASES.items():
+        cell = cls[variant]["cls/top1"]
+        assert cell["verdict"] == EXPECTED_VERDICTS[variant], variant
+        assert cell["effect"] == pytest.approx(1.0)  # 1 % of none's mean, 100
+        assert cell["p_value"] == pytest.approx(family[variant])
+        assert cell["p_holm"] == pytest.approx(holm[variant])
+        assert cell["sd"] == pytest.approx(sd)
+        assert cell["mdd"] == pytest.approx(
+            TTestPower().solve_power(None, 10, 0.05, 0.8) * sd, rel=1e-4)
+        assert cell["seeds_needed"] == math.ceil(TTestPower().solve_power(1.0 / sd, None, 0.05,
+                                                                          0.8))
+        assert cell["p_equivalence"] == pytest.approx(
+            ttost_paired(values[variant], values["none"], -1.0, 1.0)[0])
+    # lower error is better; the only test of this benchmark, Holm-adjusted with the others
+    assert mesh["verdict"] == "better" and mesh["p_holm"] == pytest.approx(holm["mesh"])
+    markdown = "\n".join(str(row) for table in tables(summary) for row in table["rows"])
+    for words in EXPECTED_VERDICTS.values():
+        assert words in markdown
+
+
+def test_the_effect_of_interest_moves_the_verdicts(tmp_path):
+    suite = write_verdict_suite(tmp_path / "suite")
+    wide = benchmark(summary_of(suite, effect_percent=5), "classification/digits")
+    cell = wide["differences"]["none"]["dropkey-block"]["cls/top1"]
+    assert cell["effect"] == pytest.approx(5.0)
+    assert cell["seeds_needed"] == math.ceil(TTestPower().solve_power(5.0 / 3.0, None, 0.05, 0.8))
+    assert cell["verdict"] == "equivalent within ±5 %"  # 0.2 ± 1.74 (90 %) lies inside ±5
+
+
+@pytest.mark.parametrize("effect", ["0", "-1", "nan", "inf"])
+def test_an_effect_that_is_not_positive_is_an_error_naming_the_field(suite_dir, tmp_path, capsys,
+                                                                      effect):
+    out = tmp_path / "out"
+    assert run_aggregate_tool(suite_dir, "--out", out, "--effect", effect) == 2
+    assert "--effect" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(DataFormatError) as info:
+        aggregate([suite_dir], out, effect_percent=float(effect))
+    assert info.value.field == "--effect"
+
+
+# ------------------------------------------------------------------------------------ provenance
+
+def rewrite(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    write_json_atomic(path, data)
+
+
+def test_seeds_across_commits_are_paired_only_when_allowed(suite_dir):
+    cls_dir = suite_dir / "classification"
+    rewrite(cls_dir / "dropkey-dec" / "seed2" / "report.json", git_commit="b0b0b0b")
+    rewrite(cls_dir / "none" / "seed0" / "report.json", git_commit="a11bf93+dirty")
+    summary = summary_of(suite_dir)
+    cls = benchmark(summary, "classification/digits")
+    assert cls["differences"]["none"]["dropkey-dec"]["cls/top1"]["seeds"] == [1]
+    assert cls["differences"]["attndrop"]["dropkey-dec"]["cls/top1"]["seeds"] == [0, 1]
+    assert cls["differences"]["attndrop"]["none"]["cls/top1"]["seeds"] == [1, 2]
+    prov = cls["provenance"]
+    assert prov["mixed_commits"] and not prov["mixed_machines"] and prov["dirty"] == 1
+    assert prov["commits"] == {"a11bf93": 7, "b0b0b0b": 1, "a11bf93+dirty": 1}
+    pairs = {(p["variant"], p["baseline"], p["seed"]) for p in prov["cross_commit_pairs"]}
+    assert pairs == {("attndrop", "none", 0), ("dropkey-dec", "none", 0),
+                     ("dropkey-dec", "none", 2), ("dropkey-dec", "attndrop", 2)}  # once each
+    warning = next(w for w in summary["warnings"] if "commits" in w)
+    assert warning.startswith("classification/digits: reports from 3 commits")
+    assert "4 seed pairs across commits not compared" in warning and "--allow-mixed" in warning
+    assert not any(w.startswith("mesh/") for w in summary["warnings"])
+
+    mixed = benchmark(summary_of(suite_dir, allow_mixed=True), "classification/digits")
+    cell = mixed["differences"]["none"]["dropkey-dec"]["cls/top1"]
+    assert cell["seeds"] == [0, 1, 2] and cell["cross_commit_seeds"] == [0, 2]
+    assert mixed["provenance"]["cross_commit_paired"]
+
+
+def test_a_variant_whose_seeds_all_ran_at_another_commit_is_listed_as_not_compared(suite_dir):
+    for seed in (0, 1):
+        rewrite(suite_dir / "mesh" / "dropkey-dec" / f"seed{seed}" / "report.json",
+                git_commit="7e97604")
+    summary = summary_of(suite_dir)
+    mesh = benchmark(summary, "mesh/synthetic")
+    assert mesh["differences"]["none"]["dropkey-dec"] == {}
+    verdicts = next(t for t in tables(summary) if t["title"].startswith("mesh/synthetic: verdicts"))
+    assert verdicts["rows"] == [["dropkey-dec", "none", "0"] + ["–"] * 7 + [NOT_COMPARED]]
+    forest = forest_figure(mesh, {"none": "C0", "dropkey-dec": "C1"}, 1.0).axes[0]
+    assert [text.get_text() for text in forest.texts] == [NOT_COMPARED]
+
+
+def test_mixed_or_unrecorded_machines_are_flagged_but_paired(suite_dir, tmp_path, capsys):
+    mesh_dir = suite_dir / "mesh"
+    rewrite(mesh_dir / "none" / "seed1" / "report.json", machine={**MACHINE, "torch_threads": 2})
+    older = json.loads((mesh_dir / "dropkey-dec" / "seed1" / "report.json").read_text())
+    del older["machine"]  # a report written before the field existed
+    write_json_atomic(mesh_dir / "dropkey-dec" / "seed1" / "report.json", older)
+    summary = summary_of(suite_dir)
+    mesh = benchmark(summary, "mesh/synthetic")
+    assert mesh["provenance"]["mixed_machines"] and mesh["provenance"]["unknown_machine"] == 1
+    assert set(mesh["provenance"]["machines"]) == {
+        "Intel(R) Xeon(R) CPU @ 2.20GHz; 1 thread; torch 2.14.1+cpu (5c48869)",
+        "Intel(R) Xeon(R) CPU @ 2.20GHz; 2 threads; torch 2.14.1+cpu (5c48869)", "unknown"}
+    assert mesh["differences"]["none"]["dropkey-dec"]["mesh/pa_mpjpe"]["seeds"] == [0, 1]
+    assert any(w.startswith("mesh/synthetic: reports from 3 machines") for w in summary["warnings"])
+    assert run_aggregate_tool(suite_dir, "--out", tmp_path / "out") == 0
+    paths = [Path(p) for p in capsys.readouterr().out.split()]
+    markdown = next(p for p in paths if p.suffix == ".md").read_text()
+    assert "## Provenance warnings" in markdown and "mixed machines" in markdown
+    assert "Provenance warnings" in next(p for p in paths if p.suffix == ".html").read_text()
+
+
+@pytest.mark.parametrize("machine, field", [
+    ("Xeon", "machine"),
+    ({**MACHINE, "torch_threads": "1"}, "machine.torch_threads"),
+    ({key: value for key, value in MACHINE.items() if key != "gpu"}, "machine.gpu"),
+])
+def test_a_malformed_machine_record_names_the_field(suite_dir, machine, field):
+    path = suite_dir / "mesh" / "none" / "seed0" / "report.json"
+    rewrite(path, machine=machine)
+    with pytest.raises(DataFormatError) as info:
+        read_report(path)
+    assert info.value.field == field and info.value.path == str(path)
+
+
+def test_machine_records_the_cpu_model_and_torch_threads(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                       "model name\t: Test CPU 9000 @ 3.00GHz\nprocessor\t: 1\n")
+    monkeypatch.setattr(report_module, "CPUINFO", str(cpuinfo))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        record = report_module.machine()
+    finally:
+        torch.set_num_threads(threads)
+    assert record["cpu_model"] == "Test CPU 9000 @ 3.00GHz" and record["torch_threads"] == 1
+    assert set(record) == set(report_module.MACHINE_FIELDS)
+    monkeypatch.setattr(report_module, "CPUINFO", str(tmp_path / "absent"))
+    assert report_module.cpu_model()  # platform's name of the processor instead
+
+
 # --------------------------------------------------------------------------------------- outputs
 
 def test_outputs_in_every_format(suite_dir, tmp_path, capsys):
@@ -312,9 +520,23 @@ def test_outputs_in_every_format(suite_dir, tmp_path, capsys):
     assert float(row["mean"]) == pytest.approx(76.5) and row["diff_vs_attndrop"] == ""
     assert float(row["diff_vs_none"]) == pytest.approx(-4.5)
     assert row["sources"].count("report.json") == 2
+    assert row["verdict_vs_none"] == "not shown: underpowered"
+    # differences -5, -4 mm: SD 0.5 √2; MDD at 2 pairs 11.55 SDs; 1 % of 81 mm is 0.81 mm
+    sd = math.sqrt(0.5)
+    assert float(row["mdd_vs_none"]) == pytest.approx(
+        TTestPower().solve_power(None, 2, 0.05, 0.8) * sd, rel=1e-5)
+    assert int(row["seeds_needed_vs_none"]) == math.ceil(
+        TTestPower().solve_power(0.81 / sd, None, 0.05, 0.8)) == 9
+    secondary = next(r for r in rows if r["variant"] == "dropkey-dec" and r["metric"] == "cls/nll")
+    assert secondary["diff_vs_none"] and secondary["verdict_vs_none"] == ""
     html = paths["html"].read_text()
-    # per benchmark: bars, schedules, entropy, curves
-    assert html.count("<img src='data:image/png;base64,") == 2 * 4
+    # per benchmark: forest, dots, schedules, entropy, curves; the forest opens each section
+    assert html.count("<img src='data:image/png;base64,") == 2 * 5
+    for name in ("classification/digits", "mesh/synthetic"):
+        section = html.split(f"<h2>{name}</h2>")[1]
+        assert section.index("paired differences from none") < section.index("<figcaption>")
+        assert section.index("<figure>") < section.index("<table>")
+    assert html.count("<div class='scroll'><table>") == html.count("<table>") > 0
     assert json.loads(paths["json"].read_text())["problems"][0]["task"] == "detection"
 
 
@@ -328,3 +550,69 @@ def test_numbers_are_rounded_to_their_uncertainty():
                                   excludes_zero=True)) == "-4.5 [-6.1, -2.9] *"
     assert format_difference(dict(mean=0.5, ci_low=None, ci_high=None,
                                   excludes_zero=False)) == "+0.5"
+
+
+# --------------------------------------------------------------------------------------- figures
+
+def test_attention_stacks_keep_encoder_decoder_and_sub_modules_apart():
+    assert attention_stack("blocks.3.attn") == ("blocks.*.attn", 3)
+    assert attention_stack("encoder.layers.0.self_attn.attn") == (
+        "encoder.layers.*.self_attn.attn", 0)
+    assert attention_stack("decoder.layers.2.cross_attn.attn") == (
+        "decoder.layers.*.cross_attn.attn", 2)
+    assert attention_stack("decoder.layers.11") == ("decoder.layers.*", 11)
+    assert attention_stack("attn") == ("attn", 0)
+
+
+def encoder_decoder_reports():
+    layers = ([{"name": f"encoder.layers.{i}.self_attn.attn", "method": "dropkey",
+                "drop_ratio": 0.1 - 0.05 * i} for i in range(3)]
+              + [{"name": "encoder.layers.0.deformable", "method": "untouched", "drop_ratio": 0.0}]
+              + [{"name": f"decoder.layers.{i}.{kind}.attn", "method": "dropkey",
+                  "drop_ratio": 0.1 - 0.1 * i} for i in range(2)
+                 for kind in ("self_attn", "cross_attn")])
+    return {"dropkey-dec": [{"attention_layers": layers}]}
+
+
+def test_schedules_are_drawn_per_attention_stack():
+    bench = {"variants": ["dropkey-dec"]}
+    fig = layer_figure(bench, encoder_decoder_reports(), {"dropkey-dec": "red"}, "drop_ratio",
+                       "drop ratio")
+    panels = {ax.get_title(): ax.get_lines()[0] for ax in fig.axes}
+    assert set(panels) == {"encoder.layers.*.self_attn.attn", "decoder.layers.*.self_attn.attn",
+                           "decoder.layers.*.cross_attn.attn"}
+    encoder = panels["encoder.layers.*.self_attn.attn"]
+    assert list(encoder.get_xdata()) == [0, 1, 2]  # the untouched module is left out
+    assert list(encoder.get_ydata()) == pytest.approx([0.1, 0.05, 0.0])
+    assert list(panels["decoder.layers.*.cross_attn.attn"].get_ydata()) == pytest.approx([0.1, 0.0])
+    assert layer_figure(bench, encoder_decoder_reports(), {}, "entropy", "entropy") is None
+
+
+def test_a_curve_with_one_point_is_a_marker():
+    bench = {"primary_metric": "cls/top1"}
+    reports = {"none": [{"curves": {"train/loss": {"step": [1, 2], "value": [2.0, 1.0]},
+                                    "val/cls/top1": {"step": [20], "value": [0.9]}}}]}
+    loss, top1 = (ax.get_lines()[0] for ax in curve_figure(bench, reports, {"none": "k"}).axes)
+    assert top1.get_marker() == "o" and list(top1.get_ydata()) == [0.9]
+    assert loss.get_marker() in (None, "None", "")
+
+
+def test_primary_metric_is_a_dot_plot_and_the_forest_shows_the_intervals(suite_dir):
+    cls = benchmark(summary_of(suite_dir), "classification/digits")
+    colors = {v: f"C{i}" for i, v in enumerate(cls["variants"])}
+    dots = dot_figure(cls, colors).axes[0]
+    assert not dots.patches  # no bars, so no axis that must start at zero
+    seeds = [list(line.get_ydata()) for line in dots.get_lines() if line.get_marker() == "o"]
+    assert seeds == [pytest.approx(CLS_TOP1[v]) for v in cls["variants"]]
+
+    forest = forest_figure(cls, colors, 1.0).axes[0]
+    assert [t.get_text() for t in forest.get_yticklabels()] == ["attndrop", "dropkey-dec"]
+    intervals = [segment for collection in forest.collections
+                 if isinstance(collection, LineCollection) for segment in collection.get_segments()]
+    for row, variant in enumerate(["attndrop", "dropkey-dec"]):
+        cell = cls["differences"]["none"][variant]["cls/top1"]
+        assert any(np.allclose(segment, [[cell["ci_low"], row], [cell["ci_high"], row]])
+                   for segment in intervals), variant
+        assert cell["verdict"] in [text.get_text() for text in forest.texts]
+    assert to_rgba(colors["dropkey-dec"]) in [to_rgba(line.get_color())
+                                              for line in forest.get_lines()]

@@ -1,7 +1,8 @@
 """The aggregated results as files: Markdown, HTML with plots, CSV and JSON.
 
 Every table is built once (:func:`tables`) and rendered as Markdown and HTML; numbers are
-rounded to their uncertainty so a column's digits line up.
+rounded to their uncertainty so a column's digits line up. Each benchmark's section opens with
+its verdicts and a forest plot of the paired differences from ``none``.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import csv
 import html
 import io
 import math
+from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
@@ -18,8 +20,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from dropkey_core.inject import layer_key
+
 from .files import write_atomic, write_json_atomic
-from .statistics import CONFIDENCE
+from .statistics import CONFIDENCE, POWER
 from .variants import BASELINES
 
 OUTPUT_STEM = "summary"
@@ -62,15 +66,24 @@ def format_difference(cell: Optional[dict]) -> str:
     return text + (" *" if cell["excludes_zero"] else "")
 
 
+def format_p(value: Optional[float]) -> str:
+    """A p-value to two significant digits, ``<0.001`` below that."""
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.2g}"
+
+
 def _direction(bench: dict) -> str:
     return "↑" if bench["higher_is_better"] else "↓"
 
 
 def tables(summary: dict) -> list[dict]:
     """Every table of the report as {title, header, rows, note, benchmark}; rendered twice."""
-    out = []
+    out, family = [], summary["comparisons"]
     for bench in summary["benchmarks"]:
         primary, stats = bench["primary_metric"], bench["stats"]
+        if bench["differences"]:
+            out.append(verdict_table(bench, family))
         header = ["variant", "n"] + [metric + (f" {_direction(bench)}" if metric == primary else "")
                                      for metric in bench["metrics"]]
         out.append(dict(
@@ -84,10 +97,12 @@ def tables(summary: dict) -> list[dict]:
                 benchmark=bench["name"], title=f"{bench['name']}: difference from {baseline}",
                 header=["variant", "pairs"] + bench["metrics"],
                 note=f"mean of per-seed differences [{CONFIDENCE:.0%} t-interval]; "
-                     "* = the interval excludes 0; no interval with fewer than 2 paired seeds",
+                     "* = the interval excludes 0; no interval with fewer than 2 paired seeds"
+                     + _cross_commit_note(bench),
                 rows=[[v, str(max((cell["n"] for cell in diffs[v].values()), default=0))]
                       + [format_difference(diffs[v].get(metric)) for metric in bench["metrics"]]
                       for v in diffs]))
+        out.append(provenance_table(bench))
     cross, benchmarks = summary["cross_task"], summary["benchmarks"]
     if benchmarks:
         names = [b["name"] for b in benchmarks]
@@ -129,6 +144,83 @@ def tables(summary: dict) -> list[dict]:
     return out
 
 
+def _cross_commit_note(bench: dict) -> str:
+    prov = bench["provenance"]
+    if not prov["cross_commit_pairs"]:
+        return ""
+    if prov["cross_commit_paired"]:
+        return (f"; {len(prov['cross_commit_pairs'])} pairs join runs of different commits "
+                "(--allow-mixed)")
+    return (f"; {len(prov['cross_commit_pairs'])} seed pairs across commits left out "
+            "(see the provenance table)")
+
+
+NOT_COMPARED = "not compared: its seeds ran at other commits"
+
+
+def _refused_pairing(bench: dict, variant: str, baseline: str) -> bool:
+    """Whether the pairs of ``variant`` and ``baseline`` were all left out for their commits."""
+    prov = bench["provenance"]
+    return not prov["cross_commit_paired"] and any(
+        {pair["variant"], pair["baseline"]} == {variant, baseline}
+        for pair in prov["cross_commit_pairs"])
+
+
+def verdict_table(bench: dict, family: dict) -> dict:
+    """The comparisons of a benchmark's primary metric with their power and verdicts."""
+    primary, effect = bench["primary_metric"], family["effect_percent"]
+    rows = []
+    for baseline, diffs in bench["differences"].items():
+        for variant, cells in diffs.items():
+            cell = cells.get(primary)
+            if cell is None:
+                if _refused_pairing(bench, variant, baseline):
+                    rows.append([variant, baseline, "0"] + ["–"] * 7 + [NOT_COMPARED])
+                continue
+            rows.append([variant, baseline, str(cell["n"]), format_difference(cell),
+                         format_number(cell["mdd"], uncertainty=cell["mdd"]),
+                         format_number(cell["effect"], uncertainty=cell["effect"]),
+                         "–" if cell["seeds_needed"] is None else str(cell["seeds_needed"]),
+                         format_p(cell["p_value"]), format_p(cell["p_holm"]),
+                         format_p(cell["p_equivalence"]), cell["verdict"]])
+    return dict(
+        benchmark=bench["name"], title=f"{bench['name']}: verdicts on {primary} "
+                                       f"{_direction(bench)}",
+        header=["variant", "vs", "pairs", f"Δ [{CONFIDENCE:.0%} CI]",
+                f"MDD ({POWER:.0%} power)", f"effect ±{effect:g} %",
+                f"seeds for ±{effect:g} %", "p", "Holm p", "TOST p", "verdict"],
+        note=(f"paired t-tests on per-seed differences (variant − baseline), two-sided α = "
+              f"{family['alpha']:.2g}. MDD: the smallest true difference detected with "
+              f"{POWER:.0%} power at these pairs and this spread; effect: ±{effect:g} % of the "
+              f"baseline's mean; seeds: pairs needed to detect it with {POWER:.0%} power at the "
+              f"observed spread. Holm p: adjusted over all {family['size']} comparisons in "
+              "this report. Verdict, first that applies: better/worse (Holm p < α), equivalent "
+              "(TOST: both one-sided p < α), not shown: underpowered (MDD > effect, or fewer "
+              "than 2 pairs), inconclusive (powered, but neither shown)"
+              + _cross_commit_note(bench)),
+        rows=rows)
+
+
+def provenance_table(bench: dict) -> dict:
+    """Which commit and machine each of a benchmark's runs came from."""
+    prov = bench["provenance"]
+    flags = [text for flag, text in ((prov["mixed_commits"], "mixed commits"),
+                                     (prov["mixed_machines"], "mixed machines")) if flag]
+    note = "; ".join(flags) if flags else "one commit and one machine"
+    if prov["cross_commit_pairs"]:
+        how = "paired (--allow-mixed)" if prov["cross_commit_paired"] else "not paired"
+        note += f". Seed pairs across commits, {how}: " + ", ".join(
+            f"{p['variant']} vs {p['baseline']} seed {p['seed']}"
+            for p in prov["cross_commit_pairs"])
+    return dict(benchmark=bench["name"], title=f"{bench['name']}: provenance",
+                header=["git commit", "machine", "runs", "seeds per variant"], note=note,
+                rows=[[group["commit"], group["machine"],
+                       str(sum(map(len, group["runs"].values()))),
+                       "; ".join(f"{variant} {' '.join(map(str, seeds))}"
+                                 for variant, seeds in group["runs"].items())]
+                      for group in prov["groups"]])
+
+
 def render_markdown(summary: dict) -> str:
     def cell(text):
         return str(text).replace("|", "\\|").replace("\n", " ")
@@ -137,6 +229,8 @@ def render_markdown(summary: dict) -> str:
              f"{summary['num_reports']} reports from {', '.join(summary['inputs'])}; "
              f"created {summary['created']}. Plots: {OUTPUT_STEM}.html; sources of every number: "
              f"{OUTPUT_STEM}.json.", ""]
+    if summary["warnings"]:
+        lines += ["## Provenance warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
     for table in tables(summary):
         lines += [f"## {table['title']}", ""]
         if table["rows"]:
@@ -149,8 +243,13 @@ def render_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+COMPARISON_COLUMNS = ("p_value", "p_holm", "mdd", "effect", "seeds_needed", "p_equivalence",
+                      "verdict")  # filled for the primary metric only
+
+
 def render_csv(summary: dict) -> str:
-    """One row per benchmark x variant x metric, with both paired differences and the sources."""
+    """One row per benchmark x variant x metric, with both paired differences (and, for the
+    primary metric, their power and verdicts) and the sources."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["benchmark", "task", "dataset", "variant", "metric", "is_primary", "higher_is_better",
@@ -158,6 +257,7 @@ def render_csv(summary: dict) -> str:
     for baseline in BASELINES:
         header += [f"diff_vs_{baseline}", f"ci_low_vs_{baseline}", f"ci_high_vs_{baseline}",
                    f"excludes_zero_vs_{baseline}"]
+        header += [f"{column}_vs_{baseline}" for column in COMPARISON_COLUMNS]
     writer.writerow(header + ["sources"])
     for bench in summary["benchmarks"]:
         for variant in bench["variants"]:
@@ -169,6 +269,7 @@ def render_csv(summary: dict) -> str:
                     diff = bench["differences"].get(baseline, {}).get(variant, {}).get(metric)
                     row += ([diff["mean"], diff["ci_low"], diff["ci_high"], diff["excludes_zero"]]
                             if diff else ["", "", "", ""])
+                    row += [diff.get(column) if diff else "" for column in COMPARISON_COLUMNS]
                 writer.writerow(["" if v is None else v for v in row] + [";".join(cell["sources"])])
     return buffer.getvalue()
 
@@ -192,51 +293,108 @@ def _reports_by_variant(bench: dict, reports_by_path: dict) -> dict:
             for v in bench["variants"]}
 
 
-def benchmark_figures(bench: dict, reports_by_path: dict) -> list[tuple[str, str]]:
-    """(caption, base64 PNG) for one benchmark: bars, schedules, entropy, training curves."""
-    colors, reports = _colors(bench["variants"]), _reports_by_variant(bench, reports_by_path)
-    primary, figures = bench["primary_metric"], []
+def _better_side(bench: dict) -> str:
+    return "better →" if bench["higher_is_better"] else "← better"
 
+
+def forest_figure(bench: dict, colors: dict, effect_percent: float) -> Optional[Figure]:
+    """Paired differences from ``none`` in the primary metric, one row per variant: seeds, mean
+    and interval, the ±effect band, the verdict (or why it was not compared). None without
+    ``none`` or pairs."""
+    primary, diffs = bench["primary_metric"], bench["differences"].get("none", {})
+    rows = [(v, diffs[v].get(primary)) for v in bench["variants"]
+            if primary in diffs.get(v, {}) or v in diffs and _refused_pairing(bench, v, "none")]
+    if not rows:
+        return None
+    fig = Figure(figsize=(7.5, 1.0 + 0.55 * len(rows)))
+    ax, band_label = fig.subplots(), f"±{effect_percent:g} % of none"
+    for y, (variant, cell) in enumerate(rows):
+        if cell is None:
+            ax.text(1.01, y, NOT_COMPARED, transform=ax.get_yaxis_transform(), va="center",
+                    fontsize=8)
+            continue
+        ax.fill_betweenx([y - 0.35, y + 0.35], -cell["effect"], cell["effect"], color="0.88",
+                         linewidth=0, label=band_label)
+        band_label = None  # one legend entry for the bands
+        if cell["ci_low"] is not None:
+            ax.hlines(y, cell["ci_low"], cell["ci_high"], color=colors[variant], linewidth=2.5)
+        ax.plot(cell["differences"], [y + 0.18] * cell["n"], "o", color="0.35", markersize=3)
+        ax.plot(cell["mean"], y, "D", color=colors[variant], markersize=7)
+        ax.text(1.01, y, cell["verdict"], transform=ax.get_yaxis_transform(), va="center",
+                fontsize=8)
+    ax.axvline(0, color="k", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [variant for variant, _ in rows])
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel(f"{primary}: variant − none, paired by seed ({_better_side(bench)})")
+    if band_label is None:
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1), frameon=False)
+    return fig
+
+
+def dot_figure(bench: dict, colors: dict) -> Figure:
+    """The primary metric per variant: every seed as a dot, mean ± std beside them."""
+    primary = bench["primary_metric"]
     fig = Figure(figsize=(6, 3.2))
-    ax, low, high = fig.subplots(), math.inf, -math.inf
+    ax = fig.subplots()
     for i, variant in enumerate(bench["variants"]):
         cell = bench["stats"][variant].get(primary)
-        if cell:
-            std = cell["std"] or 0.0
-            ax.bar(i, cell["mean"], yerr=std, capsize=4, color=colors[variant], alpha=0.8)
-            ax.plot([i] * cell["n"], cell["values"], "k.", markersize=4)
-            low = min(low, cell["mean"] - std, *cell["values"])
-            high = max(high, cell["mean"] + std, *cell["values"])
-    margin = (high - low) * 0.3 or abs(high) * 0.05 or 1.0
-    ax.set_ylim(low - margin, high + margin)  # zoomed: differences are small next to the level
+        if not cell:
+            continue
+        ax.plot([i - 0.12] * cell["n"], cell["values"], "o", color=colors[variant], alpha=0.7,
+                markersize=5)
+        ax.errorbar(i + 0.12, cell["mean"], yerr=cell["std"] or 0.0, fmt="_", color="k",
+                    markersize=12, capsize=4)
     ax.set_xticks(range(len(bench["variants"])), bench["variants"], rotation=20)
+    ax.set_xlim(-0.6, len(bench["variants"]) - 0.4)
     ax.set_ylabel(f"{primary} {_direction(bench)}")
-    figures.append((f"{bench['name']}: {primary}, mean ± std over seeds (dots: seeds; "
-                    "y axis zoomed)", _png(fig)))
+    return fig
 
-    layer_plots = [("drop_ratio", "drop ratio", "per-layer drop-ratio schedule by variant"),
-                   ("entropy", "attention entropy (nats)",
-                    "per-layer attention entropy in evaluation, mean over seeds")]
-    for field, label, caption in layer_plots:
-        fig = Figure(figsize=(6, 3.2))
-        ax, names = fig.subplots(), []
-        for variant, variant_reports in reports.items():
-            layers = [r["attention_layers"] for r in variant_reports]
-            if not layers or not layers[0] or not all(field in layer for layer in layers[0]):
-                continue
-            values = np.mean([[layer[field] for layer in run_layers] for run_layers in layers
-                              if len(run_layers) == len(layers[0])], axis=0)
-            ax.plot(range(len(values)), values, "o-", color=colors[variant], label=variant,
-                    markersize=3)
-            names = [layer["name"] for layer in layers[0]]
-        if names:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel(f"attention layer ({names[0]} … {names[-1]})")
-            ax.set_ylabel(label)
-            ax.legend(fontsize=7)
-            figures.append((f"{bench['name']}: {caption}", _png(fig)))
 
-    curve_keys = ["train/loss", f"val/{primary}"]
+def attention_stack(name: str) -> tuple[str, int]:
+    """(stack, depth) of an attention module: ``decoder.layers.2.cross_attn.attn`` is depth 2 of
+    ``decoder.layers.*.cross_attn.attn``; a name without an index is a stack of one."""
+    layer = layer_key(name)
+    prefix, _, index = layer.rpartition(".")
+    if not index.isdigit():
+        return name, 0
+    return f"{prefix}.*{name[len(layer):]}", int(index)
+
+
+def layer_figure(bench: dict, reports: dict, colors: dict, field: str,
+                 label: str) -> Optional[Figure]:
+    """``field`` of every regularised attention layer by depth, one panel per attention stack
+    (encoder and decoder apart), one line per variant (mean over its runs)."""
+    series = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # stack, variant, depth
+    for variant, variant_reports in reports.items():
+        for report in variant_reports:
+            for layer in report["attention_layers"]:
+                if layer["method"] != "untouched" and field in layer:
+                    stack, depth = attention_stack(layer["name"])
+                    series[stack][variant][depth].append(layer[field])
+    if not series:
+        return None
+    fig = Figure(figsize=(max(6.0, 3.6 * len(series)), 3.2))
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
+    for ax, (stack, by_variant) in zip(axes, series.items()):
+        for rank, variant in enumerate(bench["variants"]):
+            if variant in by_variant:
+                depths = sorted(by_variant[variant])
+                nested = (len(bench["variants"]) - rank) / len(bench["variants"])
+                ax.plot(depths, [np.mean(by_variant[variant][d]) for d in depths], "o-",
+                        color=colors[variant], label=variant, linewidth=0.8 + 3.5 * nested,
+                        markersize=2 + 6 * nested)  # earlier variants wider: overlaps stay visible
+        ax.set_title(stack, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("depth in the stack (0 = nearest the input)")
+    axes[0].set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def curve_figure(bench: dict, reports: dict, colors: dict) -> Optional[Figure]:
+    """Training loss and validation primary metric per logged step, one line per run; a curve
+    with one point is drawn as a marker."""
+    curve_keys = ["train/loss", f"val/{bench['primary_metric']}"]
     fig = Figure(figsize=(10, 3.2))
     axes, drawn = fig.subplots(1, len(curve_keys)), False
     for ax, key in zip(axes, curve_keys):
@@ -245,45 +403,97 @@ def benchmark_figures(bench: dict, reports_by_path: dict) -> list[tuple[str, str
                 curve = report.get("curves", {}).get(key)
                 if curve and curve.get("step"):
                     ax.plot(curve["step"], curve["value"], color=colors[variant], alpha=0.7,
-                            linewidth=1, label=variant if i == 0 else None)
+                            linewidth=1, marker="o" if len(curve["step"]) == 1 else None,
+                            label=variant if i == 0 else None)
                     drawn = True
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("logged step")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    if drawn:
-        figures.append((f"{bench['name']}: training curves, one line per seed", _png(fig)))
-    return figures
+    return fig if drawn else None
+
+
+def benchmark_figures(bench: dict, reports_by_path: dict,
+                      effect_percent: float) -> tuple[Optional[tuple[str, str]], list]:
+    """(caption, base64 PNG) figures of one benchmark: the forest plot (None without ``none``),
+    and the others: dot plot, schedules, entropy, training curves."""
+    colors, reports = _colors(bench["variants"]), _reports_by_variant(bench, reports_by_path)
+    name, primary = bench["name"], bench["primary_metric"]
+    forest = forest_figure(bench, colors, effect_percent)
+    if forest is not None:
+        forest = (f"{name}: paired differences from none in {primary}, per variant: mean "
+                  f"(diamond), {CONFIDENCE:.0%} t-interval (bar), seeds (dots), "
+                  f"±{effect_percent:g} % of none's mean (grey band), verdict (right)",
+                  _png(forest))
+    others = [(f"{name}: {primary} per variant, dot plot: seeds (dots), mean ± std (black, to "
+               "the right; the axis does not start at zero)", _png(dot_figure(bench, colors)))]
+    layer_plots = [("drop_ratio", "drop ratio", "per-layer drop-ratio schedule by variant"),
+                   ("entropy", "attention entropy (nats)",
+                    "per-layer attention entropy in evaluation, mean over seeds")]
+    for field, label, caption in layer_plots:
+        fig = layer_figure(bench, reports, colors, field, label)
+        if fig is not None:
+            others.append((f"{name}: {caption}, one panel per attention stack (untouched layers "
+                           "left out; coinciding lines drawn nested, the first variant widest)",
+                           _png(fig)))
+    fig = curve_figure(bench, reports, colors)
+    if fig is not None:
+        others.append((f"{name}: training curves, one line per seed (a single evaluation is a "
+                       "marker)", _png(fig)))
+    return forest, others
+
+
+def _html_table(table: dict) -> list[str]:
+    esc = html.escape
+    parts = [f"<h3>{esc(table['title'])}</h3>"]
+    if table["rows"]:
+        parts.append("<div class='scroll'><table><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in table["header"]) + "</tr>"
+                     + "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>"
+                               for row in table["rows"]) + "</table></div>")
+    if table["note"]:
+        parts.append(f"<p class='note'>{esc(table['note'])}</p>")
+    return parts
+
+
+def _html_figure(caption: str, png: str) -> str:
+    esc = html.escape
+    return (f"<figure><img src='data:image/png;base64,{png}' alt='{esc(caption)}'>"
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
 def render_html(summary: dict, reports_by_path: dict) -> str:
     esc = html.escape
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>DropKey Bench results"
-             "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+             "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px}"
+             ".scroll{overflow-x:auto;max-width:100%}"
              "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;"
-             "padding:3px 8px;font-size:13px;text-align:right}td:first-child{text-align:left}"
-             ".note{color:#555;font-size:13px}figure{display:inline-block;margin:6px}"
-             "figcaption{font-size:12px;color:#444}</style></head><body>",
+             "padding:3px 8px;font-size:13px;text-align:right;white-space:nowrap}"
+             "td:first-child,th:first-child{text-align:left;position:sticky;left:0;"
+             "background:#fff}"
+             ".note{color:#555;font-size:13px}.warn{background:#fff4d6;border:1px solid #e0b84a;"
+             "padding:4px 12px}figure{display:inline-block;margin:6px;max-width:100%}"
+             "figure img{max-width:100%}figcaption{font-size:12px;color:#444;max-width:640px}"
+             "</style></head><body>",
              "<h1>DropKey Bench results</h1>",
              f"<p class='note'>{summary['num_reports']} reports from "
              f"{esc(', '.join(summary['inputs']))}; created {esc(summary['created'])}. "
              f"The sources of every number are in {OUTPUT_STEM}.json.</p>"]
+    if summary["warnings"]:
+        parts.append("<div class='warn'><h3>Provenance warnings</h3><ul>"
+                     + "".join(f"<li>{esc(w)}</li>" for w in summary["warnings"]) + "</ul></div>")
     all_tables = tables(summary)
-    figures = {b["name"]: benchmark_figures(b, reports_by_path) for b in summary["benchmarks"]}
-    for bench in [b["name"] for b in summary["benchmarks"]] + [None]:
-        parts.append(f"<h2>{esc(bench) if bench else 'Across tasks and problems'}</h2>")
-        for table in (t for t in all_tables if t["benchmark"] == bench):
-            parts.append(f"<h3>{esc(table['title'])}</h3>")
-            if table["rows"]:
-                parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in table["header"])
-                             + "</tr>" + "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>"
-                                                                  for c in row) + "</tr>"
-                                                 for row in table["rows"]) + "</table>")
-            if table["note"]:
-                parts.append(f"<p class='note'>{esc(table['note'])}</p>")
-        for caption, png in figures.get(bench, []):
-            parts.append(f"<figure><img src='data:image/png;base64,{png}' alt='{esc(caption)}'>"
-                         f"<figcaption>{esc(caption)}</figcaption></figure>")
+    effect = summary["comparisons"]["effect_percent"]
+    for bench in summary["benchmarks"] + [None]:
+        name = bench["name"] if bench else None
+        parts.append(f"<h2>{esc(name) if bench else 'Across tasks and problems'}</h2>")
+        forest, others = (benchmark_figures(bench, reports_by_path, effect) if bench
+                          else (None, []))
+        if forest:  # the section's first figure: the comparisons at a glance
+            parts.append(_html_figure(*forest))
+        for table in (t for t in all_tables if t["benchmark"] == name):
+            parts += _html_table(table)
+        parts += [_html_figure(*figure) for figure in others]
     failed_tails = [p for p in summary["problems"] if p["error_tail"]]
     for problem in failed_tails:
         parts.append(f"<details><summary>{esc(problem['task'])}/{esc(problem['variant'])}/seed"

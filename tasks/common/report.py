@@ -3,16 +3,22 @@
 Written atomically at the end of every finished train or test run (rank 0 only); a run that
 fails writes none. ``read_report`` validates one, naming the file and the field at fault, and
 reads schema version 1 (where ``method`` held the variant label) as version 2.
+
+``machine`` (CPU model, torch threads, torch build) and ``git_commit`` record what a run ran on,
+because a metric moves with them; reports written before ``machine`` existed have none and stay
+valid (the aggregation counts their machine as unknown).
 """
 from __future__ import annotations
 
 import math
+import platform
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
+import torch
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -32,8 +38,14 @@ REQUIRED_FIELDS = {
     "higher_is_better": bool, "epochs": (int, float), "train_seconds": (int, float),
     "versions": dict, "git_commit": str,
 }
+MACHINE_FIELDS = {  # the optional ``machine`` record: field -> allowed types
+    "cpu_model": str, "torch_threads": int, "torch_version": str,
+    "torch_cuda": (str, type(None)), "torch_git_version": (str, type(None)),
+    "gpu": (str, type(None)),
+}
 VERSIONED_PACKAGES = ("torch", "mmengine", "mmdet", "mmcv", "timm")
 MAX_CURVE_POINTS = 200
+CPUINFO = "/proc/cpuinfo"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,6 +69,28 @@ def git_commit() -> str:
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    try:
+        with open(CPUINFO) as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine() -> dict:
+    """What this process computes on: CPU model, torch threads, torch build (its version, the
+    CUDA version it was built for, its source commit) and the GPU if one is visible."""
+    return {"cpu_model": cpu_model(), "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "torch_cuda": torch.version.cuda,
+            "torch_git_version": getattr(torch.version, "git_version", None),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def _curves(message_hub) -> dict:
@@ -179,6 +213,7 @@ class BenchReportHook(Hook):
             "curves": _curves(runner.message_hub),
             "versions": package_versions(),
             "git_commit": git_commit(),
+            "machine": machine(),
             "work_dir": str(runner.work_dir),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -219,6 +254,15 @@ def read_report(path) -> dict:
     if report["primary_metric"] not in report["metrics"]:
         raise DataFormatError(path, "primary_metric",
                               f"{report['primary_metric']!r} is not a key of metrics")
+    if "machine" in report:
+        if not isinstance(report["machine"], dict):
+            raise DataFormatError(path, "machine", "is not an object")
+        for field, kind in MACHINE_FIELDS.items():
+            value = report["machine"].get(field)
+            if field not in report["machine"] or not isinstance(value, kind) or (
+                    isinstance(value, bool)):
+                raise DataFormatError(path, f"machine.{field}",
+                                      f"missing or has type {type(value).__name__}")
     for i, layer in enumerate(report["attention_layers"]):
         if not isinstance(layer, dict) or not {"name", "method", "drop_ratio"} <= set(layer):
             raise DataFormatError(path, f"attention_layers[{i}]",

@@ -6,13 +6,23 @@ carries the report files it came from (``sources``). Runs that produced no repor
 unfinished per the suite's ``run_status.json``, or seeds that other variants of the same
 benchmark have) are listed under ``problems``, never dropped.
 
+Each comparison of a variant with a baseline on the primary metric gets its power (minimum
+detectable difference, seeds needed for the effect of interest), a Holm-adjusted p-value over
+every such comparison in the report, and a verdict (:func:`tasks.common.statistics.verdict`).
+
+Provenance: a benchmark whose reports come from more than one commit or machine is flagged
+(``warnings``). Two runs of one seed at different commits are not paired unless
+``allow_mixed``: the same seed at another commit is another experiment, not a repeat. Reports
+that predate the ``machine`` field count as machine ``unknown``.
+
 ``aggregate(dirs, out_dir)`` is the entry point of ``tools/aggregate.py`` and
 ``tools/run_suite.py``; :mod:`tasks.common.render` writes the files.
 """
 from __future__ import annotations
 
+import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +31,16 @@ import numpy as np
 from .files import DataFormatError, load_json
 from .render import write_outputs
 from .report import REPORT_NAME, read_report
-from .statistics import (CONFIDENCE, describe, kendalls_w, paired_difference, ranks_best_first,
-                         scaled_interval)
+from .statistics import (ALPHA, CONFIDENCE, DEFAULT_EFFECT_PERCENT, POWER, describe,
+                         equivalence_p_value, holm, kendalls_w, minimum_detectable_difference,
+                         paired_difference, ranks_best_first, scaled_interval, seeds_needed,
+                         verdict)
 from .suite import RUN_STATES, STATUS_NAME
 from .variants import BASELINES, variant_order
+
+UNKNOWN = "unknown"
+ALLOW_MIXED_HINT = ("rerun the benchmark at one commit to compare its variants, or run "
+                    "tools/aggregate.py with --allow-mixed to pair them anyway")
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,24 @@ class Run:
     @property
     def variant(self) -> str:
         return self.report["variant"]
+
+    @property
+    def commit(self) -> str:
+        return self.report["git_commit"]
+
+    @property
+    def machine(self) -> str:
+        """What the run ran on, in one line; ``unknown`` for reports without ``machine``."""
+        machine = self.report.get("machine")
+        if not machine:
+            return UNKNOWN
+        threads = machine["torch_threads"]
+        build = machine["torch_version"]
+        if machine["torch_git_version"]:
+            build += f" ({machine['torch_git_version'][:7]})"
+        gpu = f"; GPU {machine['gpu']}" if machine["gpu"] else ""
+        return (f"{machine['cpu_model']}; {threads} thread{'s' if threads != 1 else ''}; "
+                f"torch {build}{gpu}")
 
 
 # --------------------------------------------------------------------------------------- reading
@@ -87,7 +121,35 @@ def collect(dirs) -> tuple[list[Run], list[tuple[Path, dict]]]:
 
 # ------------------------------------------------------------------------------------- summaries
 
-def _benchmark(name: str, runs: list[Run]) -> dict:
+def check_effect(effect_percent) -> float:
+    """The effect of interest (percent of the baseline mean) if it is a positive number."""
+    if (not isinstance(effect_percent, (int, float)) or isinstance(effect_percent, bool)
+            or not math.isfinite(effect_percent) or effect_percent <= 0):
+        raise DataFormatError("aggregation options", "--effect", f"{effect_percent!r} is not a "
+                              "positive number (percent of the baseline mean, e.g. 1)")
+    return float(effect_percent)
+
+
+def _provenance(by_variant: dict, cross_commit: list[dict], allow_mixed: bool) -> dict:
+    """The commits and machines of a benchmark's runs, and whether they are mixed."""
+    runs = [run for seeds in by_variant.values() for run in seeds.values()]
+    commits, machines = Counter(run.commit for run in runs), Counter(run.machine for run in runs)
+    groups = defaultdict(lambda: defaultdict(list))  # (commit, machine) -> variant -> seeds
+    for variant in sorted(by_variant, key=variant_order):
+        for seed, run in sorted(by_variant[variant].items()):
+            groups[(run.commit, run.machine)][variant].append(seed)
+    return {
+        "commits": dict(commits), "machines": dict(machines),
+        "mixed_commits": len(commits) > 1, "mixed_machines": len(machines) > 1,
+        "dirty": sum(n for commit, n in commits.items() if commit.endswith("+dirty")),
+        "unknown_machine": machines.get(UNKNOWN, 0),
+        "groups": [{"commit": commit, "machine": machine, "runs": dict(runs)}
+                   for (commit, machine), runs in sorted(groups.items())],
+        "cross_commit_pairs": cross_commit, "cross_commit_paired": allow_mixed,
+    }
+
+
+def _benchmark(name: str, runs: list[Run], allow_mixed: bool) -> dict:
     first = runs[0]
     by_variant = defaultdict(dict)  # variant -> seed -> Run
     for run in runs:
@@ -105,10 +167,10 @@ def _benchmark(name: str, runs: list[Run]) -> dict:
     metric_names = {key for run in runs for key in run.report["metrics"]}
     metrics = [primary] + sorted(metric_names - {primary})
 
-    def values(variant, metric):
+    def values(variant, metric, seeds=None):
         return {seed: run.report["metrics"][metric]
                 for seed, run in sorted(by_variant[variant].items())
-                if metric in run.report["metrics"]}
+                if metric in run.report["metrics"] and (seeds is None or seed in seeds)}
 
     def sources(variant, seeds):
         return [str(by_variant[variant][seed].path) for seed in seeds]
@@ -123,7 +185,7 @@ def _benchmark(name: str, runs: list[Run]) -> dict:
                                           "seeds": list(per_seed),
                                           "values": list(per_seed.values()),
                                           "sources": sources(variant, per_seed)}
-    differences = {}
+    differences, cross_commit = {}, []
     for baseline in BASELINES:
         if baseline not in by_variant:
             continue
@@ -131,12 +193,23 @@ def _benchmark(name: str, runs: list[Run]) -> dict:
         for variant in variants:
             if variant == baseline:
                 continue
+            shared = sorted(set(by_variant[variant]) & set(by_variant[baseline]))
+            across = [seed for seed in shared
+                      if by_variant[variant][seed].commit != by_variant[baseline][seed].commit]
+            if variant not in differences:  # else counted as the mirrored comparison
+                cross_commit += [{"variant": variant, "baseline": baseline, "seed": seed,
+                                  "commits": [by_variant[variant][seed].commit,
+                                              by_variant[baseline][seed].commit]}
+                                 for seed in across]
+            paired = shared if allow_mixed else [seed for seed in shared if seed not in across]
             differences[baseline][variant] = {}
             for metric in metrics:
-                diff = paired_difference(values(variant, metric), values(baseline, metric))
+                diff = paired_difference(values(variant, metric, paired),
+                                         values(baseline, metric, paired))
                 if diff is not None:
                     diff["sources"] = (sources(variant, diff["seeds"])
                                        + sources(baseline, diff["seeds"]))
+                    diff["cross_commit_seeds"] = [s for s in across if s in diff["seeds"]]
                     differences[baseline][variant][metric] = diff
     return {
         "name": name, "task": first.report["task"], "dataset": first.report["dataset"],
@@ -144,9 +217,81 @@ def _benchmark(name: str, runs: list[Run]) -> dict:
         "variants": variants, "metrics": metrics,
         "seeds": sorted({seed for seeds in by_variant.values() for seed in seeds}),
         "stats": table, "differences": differences,
+        "provenance": _provenance(by_variant, cross_commit, allow_mixed),
         "runs": {variant: {str(seed): str(run.path) for seed, run in sorted(seeds.items())}
                  for variant, seeds in by_variant.items()},
     }
+
+
+def _assess(benchmarks: list[dict], effect_percent: float) -> dict:
+    """Power, Holm-adjusted p-value and verdict of every primary-metric comparison, in place.
+
+    The family is every comparison in the report with a p-value, each pair of variants once
+    (``none`` vs ``attndrop`` and ``attndrop`` vs ``none`` are one test). Returns the family's
+    size with the effect, alpha and power every verdict used.
+    """
+    family = defaultdict(list)  # (benchmark, {variant, baseline}) -> cells of that test
+    for bench in benchmarks:
+        for baseline, by_variant in bench["differences"].items():
+            for variant, cells in by_variant.items():
+                cell = cells.get(bench["primary_metric"])
+                if cell is None:
+                    continue
+                effect = effect_percent / 100 * abs(cell["baseline_mean"])
+                cell.update(
+                    effect=effect,
+                    mdd=minimum_detectable_difference(cell["sd"], cell["n"]),
+                    seeds_needed=seeds_needed(effect, cell["sd"]),
+                    p_equivalence=equivalence_p_value(cell["differences"], effect),
+                    p_holm=None)
+                if cell["p_value"] is not None:
+                    family[(bench["name"], frozenset((variant, baseline)))].append(cell)
+    tests = list(family.values())
+    for cells, adjusted in zip(tests, holm([cells[0]["p_value"] for cells in tests])):
+        for cell in cells:
+            cell["p_holm"] = adjusted
+    for bench in benchmarks:
+        for by_variant in bench["differences"].values():
+            for cells in by_variant.values():
+                cell = cells.get(bench["primary_metric"])
+                if cell is not None:
+                    cell["verdict"] = verdict(cell["mean"], cell["p_holm"], cell["p_equivalence"],
+                                              cell["mdd"], cell["effect"], effect_percent,
+                                              bench["higher_is_better"])
+    return {"size": len(tests), "effect_percent": effect_percent, "alpha": ALPHA,
+            "power": POWER}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _warnings(benchmarks: list[dict]) -> list[str]:
+    """One line per benchmark whose provenance limits its comparisons, saying what to do."""
+    out = []
+    for bench in benchmarks:
+        prov = bench["provenance"]
+        if prov["mixed_commits"]:
+            commits = ", ".join(f"{c} ×{n}" for c, n in sorted(prov["commits"].items()))
+            pairs = len(prov["cross_commit_pairs"])
+            action = (f"{_count(pairs, 'seed pair')} across commits paired anyway "
+                      "(--allow-mixed)" if prov["cross_commit_paired"] else
+                      f"{_count(pairs, 'seed pair')} across commits not compared; "
+                      f"{ALLOW_MIXED_HINT}")
+            out.append(f"{bench['name']}: reports from {len(prov['commits'])} commits "
+                       f"({commits}); {action}.")
+        if prov["mixed_machines"]:
+            out.append(f"{bench['name']}: reports from {len(prov['machines'])} machines or "
+                       f"builds ({'; '.join(f'{m} ×{n}' for m, n in prov['machines'].items())}); "
+                       "metrics can move with the machine, thread count and torch build.")
+        elif prov["unknown_machine"]:
+            out.append(f"{bench['name']}: {_count(prov['unknown_machine'], 'report')} without "
+                       "a machine record (written before the field existed).")
+        if prov["dirty"]:
+            out.append(f"{bench['name']}: {_count(prov['dirty'], 'report')} from a tree with "
+                       "local changes (+dirty); runs of one dirty commit need not share their "
+                       "code.")
+    return out
 
 
 def _problems(benchmarks: list[dict], runs: list[Run], statuses) -> list[dict]:
@@ -219,26 +364,35 @@ def _cross_task(benchmarks: list[dict]) -> dict:
             "ranking": ranking, "kendalls_w": concordance, "kendalls_w_variants": shared}
 
 
-def summarise(runs: list[Run], statuses: list[tuple[Path, dict]], inputs) -> dict:
-    """The whole result as JSON-ready data: benchmarks, cross-task views and problems."""
+def summarise(runs: list[Run], statuses: list[tuple[Path, dict]], inputs,
+              effect_percent: float = DEFAULT_EFFECT_PERCENT, allow_mixed: bool = False) -> dict:
+    """The whole result as JSON-ready data: benchmarks with their comparisons and verdicts,
+    cross-task views, provenance warnings and problems."""
+    effect_percent = check_effect(effect_percent)
     grouped = defaultdict(list)
     for run in runs:
         grouped[run.benchmark].append(run)
-    benchmarks = [_benchmark(name, grouped[name]) for name in sorted(grouped)]
+    benchmarks = [_benchmark(name, grouped[name], allow_mixed) for name in sorted(grouped)]
+    family = _assess(benchmarks, effect_percent)
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": [str(d) for d in inputs],
-            "confidence": CONFIDENCE, "num_reports": len(runs), "benchmarks": benchmarks,
-            "cross_task": _cross_task(benchmarks),
+            "confidence": CONFIDENCE, "comparisons": family, "allow_mixed": allow_mixed,
+            "num_reports": len(runs), "benchmarks": benchmarks,
+            "warnings": _warnings(benchmarks), "cross_task": _cross_task(benchmarks),
             "problems": _problems(benchmarks, runs, statuses)}
 
 
 # ---------------------------------------------------------------------------------------- entry
 
-def aggregate(dirs, out_dir) -> dict:
+def aggregate(dirs, out_dir, effect_percent: float = DEFAULT_EFFECT_PERCENT,
+              allow_mixed: bool = False) -> dict:
     """Summarise the reports under ``dirs`` and write OUT_DIR/summary.{md,html,csv,json}.
 
-    Returns {format: path}. Every file is written atomically; nothing is written on bad input.
+    ``effect_percent``: the effect of interest in percent of the baseline's mean (positive);
+    ``allow_mixed``: pair seeds whose runs come from different commits. Returns {format: path}.
+    Every file is written atomically; nothing is written on bad input.
     """
+    check_effect(effect_percent)
     dirs = [Path(d) for d in dirs]
     runs, statuses = collect(dirs)
-    summary = summarise(runs, statuses, dirs)
+    summary = summarise(runs, statuses, dirs, effect_percent, allow_mixed)
     return write_outputs(summary, {str(run.path): run.report for run in runs}, out_dir)
