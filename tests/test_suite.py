@@ -1,7 +1,7 @@
-"""Suite runner: presets, planning, dry run, and a real tiny suite (resume, failure isolation)."""
+"""Suite runner: presets, validation, planning, dry run, a real tiny suite (resume, failures)."""
 import argparse
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -10,45 +10,79 @@ from mmengine.config import DictAction
 
 from tasks.common.files import DataFormatError
 from tasks.common.report import read_report
-from tasks.common.suite import format_option, load_suite, plan_runs
+from tasks.common.suite import epochs_options, format_option, load_suite, plan_runs
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {"classification", "detection", "hoi", "mesh"}
-TINY_CLASSIFICATION = {"train_cfg.max_epochs": 1, "train_cfg.val_interval": 1,
-                       "default_hooks.checkpoint.interval": 1}
+FIVE = ["none", "attndrop", "dropkey-const", "dropkey-dec", "dropkey-inc"]
 
 
-def write_suite(path: Path, tasks: dict, methods=("none",), seeds=(0,)) -> Path:
-    path.write_text(f"methods = {list(methods)!r}\nseeds = {list(seeds)!r}\ntasks = {tasks!r}\n")
+def write_suite(path: Path, tasks: dict, variants=("none",), seeds=(0,)) -> Path:
+    path.write_text(f"variants = {list(variants)!r}\nseeds = {list(seeds)!r}\ntasks = {tasks!r}\n")
     return path
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, "tools/run_suite.py", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+def run_suite_tool(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``tools/run_suite.py args`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["run_suite.py", *map(str, args)])
+    code = 0
+    try:
+        runpy.run_path(str(REPO / "tools" / "run_suite.py"), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_presets_cover_every_task_and_the_issue_methods():
+def test_presets_cover_every_task_and_the_issue_variants():
     quick = load_suite("quick")
     assert set(quick) == TASKS
-    assert all(t["methods"] == ["none", "dropkey-dec"] and len(t["seeds"]) == 1
+    assert all(t["variants"] == ["none", "dropkey-dec"] and t["seeds"] == [0]
                for t in quick.values())
-    assert quick["classification"]["cfg_options"]["train_cfg.max_epochs"] < 60
+    assert {task: t["cfg_options"]["train_cfg.max_epochs"] for task, t in quick.items()} == {
+        "classification": 12, "detection": 3, "hoi": 10, "mesh": 8}
     standard = load_suite("standard")
     assert set(standard) == TASKS
-    five = ["none", "attndrop", "dropkey-const", "dropkey-dec", "dropkey-inc"]
-    assert standard["classification"]["methods"] == five + ["dropkey-block"]
-    assert all(standard[t]["methods"] == five for t in TASKS - {"classification"})
-    assert all(len(t["seeds"]) >= 3 and not t["cfg_options"] for t in standard.values())
+    assert standard["classification"]["variants"] == FIVE + ["dropkey-block"]
+    assert all(standard[t]["variants"] == FIVE for t in TASKS - {"classification"})
+    assert all(t["seeds"] == [0, 1, 2] and not t["cfg_options"] for t in standard.values())
+
+
+@pytest.mark.parametrize("preset", ["quick", "standard"])
+def test_presets_shorten_schedules_without_scheduler_entries(preset):
+    for task in load_suite(preset).values():
+        assert not any(key.startswith("param_scheduler") for key in task["cfg_options"])
+
+
+def test_epochs_trains_that_long_and_evaluates_once_at_the_end(tmp_path):
+    tasks = load_suite(str(write_suite(tmp_path / "s.py", {
+        "a": {"epochs": 5},
+        "b": {"epochs": 6, "cfg_options": {"train_cfg.val_interval": 2, "model.x": 1}},
+        "c": {}})))
+    assert tasks["a"]["cfg_options"] == {"train_cfg.max_epochs": 5, "train_cfg.val_interval": 5,
+                                         "default_hooks.checkpoint.interval": 5}
+    assert tasks["b"]["cfg_options"] == {**epochs_options(6), "train_cfg.val_interval": 2,
+                                         "model.x": 1}
+    assert tasks["c"]["cfg_options"] == {}
 
 
 @pytest.mark.parametrize("body, field", [
-    ("methods = ['none']\nseeds = [0]\n", "tasks"),
-    ("methods = []\nseeds = [0]\ntasks = dict(a=dict())\n", "methods"),
-    ("methods = ['none']\nseeds = [0, 0]\ntasks = dict(a=dict())\n", "seeds"),
-    ("methods = ['none']\nseeds = [0]\ntasks = dict(a=dict(epochs=1))\n", "tasks.a"),
-    ("methods = ['none']\nseeds = [0]\ntasks = dict(a=dict(cfg_options=dict(x=dict(y=1))))\n",
+    ("variants = ['none']\nseeds = [0]\n", "tasks"),
+    ("methods = ['none']\nseeds = [0]\ntasks = dict(a=dict())\n", "variants"),
+    ("variants = []\nseeds = [0]\ntasks = dict(a=dict())\n", "variants"),
+    ("variants = ['none']\nseeds = [0, 0]\ntasks = dict(a=dict())\n", "seeds"),
+    ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(epoch=1))\n", "tasks.a"),
+    ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(epochs=0))\n", "tasks.a.epochs"),
+    ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(epochs=True))\n", "tasks.a.epochs"),
+    ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(epochs='3'))\n", "tasks.a.epochs"),
+    ("variants = ['none']\nseeds = [0]\n"
+     "tasks = dict(a=dict(epochs=3, cfg_options={'train_cfg.max_epochs': 4}))\n",
      "tasks.a.cfg_options"),
+    ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(cfg_options=dict(x=dict(y=1))))\n",
+     "tasks.a.cfg_options"),
+    ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(config='c/{method}.py'))\n",
+     "tasks.a.config"),
+    ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(config=3))\n", "tasks.a.config"),
 ])
 def test_bad_suite_config_names_the_field(tmp_path, body, field):
     path = tmp_path / "bad.py"
@@ -56,6 +90,30 @@ def test_bad_suite_config_names_the_field(tmp_path, body, field):
     with pytest.raises(DataFormatError) as info:
         load_suite(str(path))
     assert info.value.field == field and info.value.path == str(path)
+
+
+@pytest.mark.parametrize("tasks, variants, field", [
+    ({"a": {}}, ["none", "../escape"], "variants[1]"),
+    ({"a": {"variants": ["none", "x/y"]}}, ["none"], "tasks.a.variants[1]"),
+    ({"a": {}}, ["/abs"], "variants[0]"),
+    ({"..": {}}, ["none"], "tasks..."),
+    ({"a/../b": {}}, ["none"], "tasks.a/../b"),
+])
+def test_labels_and_task_names_that_are_not_path_safe_are_refused(tmp_path, tasks, variants,
+                                                                  field):
+    path = write_suite(tmp_path / "unsafe.py", tasks, variants=variants)
+    with pytest.raises(DataFormatError) as info:
+        load_suite(str(path))
+    assert info.value.field == field and info.value.path == str(path)
+
+
+def test_unsafe_label_stops_the_tool_before_any_directory_exists(tmp_path, monkeypatch, capsys):
+    suite = write_suite(tmp_path / "unsafe.py", {"classification": {}},
+                        variants=("none", "../../escape"))
+    code, out, err = run_suite_tool(monkeypatch, capsys, suite, "--work-dir", tmp_path / "out")
+    assert code == 2
+    assert f"{suite}: variants[1]:" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
 
 
 @pytest.mark.parametrize("value", [3, 0.5, 1e-5, True, None, "AdamW", [1, 2], (3, 4), [[1, 2], 3]])
@@ -69,13 +127,16 @@ def test_cfg_option_values_survive_mmengine_parsing(value):
 
 def test_plan_layout_and_unknown_task(tmp_path):
     tasks = load_suite(str(write_suite(tmp_path / "s.py", {
-        "classification": {"cfg_options": {"train_cfg.max_epochs": 1}}, "ghost": {}},
-        methods=("none", "dropkey-dec"), seeds=(0, 1))))
+        "classification": {"epochs": 2}, "ghost": {}},
+        variants=("none", "dropkey-dec"), seeds=(0, 1))))
     runs = plan_runs(tasks, tmp_path / "out")
     assert [r.name for r in runs[:2]] == ["classification/none/seed0", "classification/none/seed1"]
     assert runs[0].work_dir == (tmp_path / "out" / "classification" / "none" / "seed0").resolve()
     assert runs[0].config == REPO / "configs/classification/vit-mini_none_embedded.py"
-    assert runs[0].command()[-2:] == ["--cfg-options", "train_cfg.max_epochs=1"]
+    assert runs[2].config == REPO / "configs/classification/vit-mini_dropkey-dec_embedded.py"
+    assert runs[0].command()[-4:] == ["--cfg-options", "train_cfg.max_epochs=2",
+                                      "train_cfg.val_interval=2",
+                                      "default_hooks.checkpoint.interval=2"]
     ghost = [r for r in runs if r.task == "ghost"]
     assert len(ghost) == 4 and all(r.config is None for r in ghost)
     assert "no config matches configs/ghost/*_none_embedded.py" in ghost[0].config_error
@@ -83,34 +144,38 @@ def test_plan_layout_and_unknown_task(tmp_path):
         plan_runs(tasks, tmp_path / "out", only_tasks=["nope"])
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
-    result = run_tool("quick", "--work-dir", tmp_path / "suite", "--dry-run", "--jobs", "2")
-    assert result.returncode == 0, result.stderr
-    assert "8 runs, 2 at a time, OMP_NUM_THREADS=" in result.stdout
-    assert "classification/dropkey-dec/seed0: run" in result.stdout
-    assert "configs/classification/vit-mini_dropkey-dec_embedded.py" in result.stdout
-    assert "train_cfg.max_epochs=" in result.stdout
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    code, out, err = run_suite_tool(monkeypatch, capsys, "quick", "--work-dir",
+                                    tmp_path / "suite", "--dry-run", "--jobs", "2")
+    assert code == 0, err
+    assert "8 runs, 2 at a time, OMP_NUM_THREADS=" in out
+    assert "classification/dropkey-dec/seed0: run" in out
+    assert "configs/classification/vit-mini_dropkey-dec_embedded.py" in out
+    assert "train_cfg.max_epochs=12" in out and "param_scheduler" not in out
     assert not (tmp_path / "suite").exists()
 
 
-def test_real_suite_isolates_failures_and_resumes(tmp_path):
-    """One real tiny classification run next to a task without configs and a crashing config."""
+@pytest.mark.slow
+def test_real_suite_isolates_failures_and_resumes(run_tool, shortest_epochs, tmp_path):
+    """One real short classification run next to a task without configs and a crashing config."""
     (tmp_path / "broken_none.py").write_text("raise RuntimeError('deliberate config failure')\n")
+    epochs = shortest_epochs(REPO / "configs/classification/vit-mini_none_embedded.py")
     suite = write_suite(tmp_path / "tiny.py", {
-        "classification": {"cfg_options": TINY_CLASSIFICATION},
+        "classification": {"epochs": epochs},
         "ghost": {},
-        "broken": {"config": str(tmp_path / "broken_{method}.py")},
+        "broken": {"config": str(tmp_path / "broken_{variant}.py")},
     })
     work = tmp_path / "suite"
-    first = run_tool(suite, "--work-dir", work, "--jobs", "2")
+    first = run_tool("run_suite.py", suite, "--work-dir", work, "--jobs", "2")
     assert first.returncode == 1, first.stdout + first.stderr
     statuses = {task: json.loads((work / task / "none" / "seed0" / "run_status.json").read_text())
                 for task in ("classification", "ghost", "broken")}
     assert statuses["classification"]["status"] == "ok", statuses["classification"]["error_tail"]
+    assert all(status["variant"] == "none" for status in statuses.values())
     report = read_report(work / "classification" / "none" / "seed0" / "report.json")
-    assert report["method"] == "none" and report["seed"] == 0 and report["epochs"] == 1
+    assert report["variant"] == "none" and report["seed"] == 0 and report["epochs"] == epochs
     assert statuses["classification"]["command"][-3:] == [
-        "train_cfg.max_epochs=1", "train_cfg.val_interval=1", "default_hooks.checkpoint.interval=1"]
+        f"{key}={value}" for key, value in epochs_options(epochs).items()]
     assert statuses["ghost"]["status"] == "failed"
     assert "no config matches configs/ghost/" in statuses["ghost"]["reason"]
     assert statuses["broken"]["reason"] == "tools/train.py exited with code 1"
@@ -122,7 +187,8 @@ def test_real_suite_isolates_failures_and_resumes(tmp_path):
     assert {p["task"] for p in summary["problems"]} == {"ghost", "broken"}
 
     report_time = (work / "classification" / "none" / "seed0" / "report.json").stat().st_mtime_ns
-    second = run_tool(suite, "--work-dir", work, "--tasks", "classification", "ghost")
+    second = run_tool("run_suite.py", suite, "--work-dir", work, "--tasks", "classification",
+                      "ghost")
     assert second.returncode == 1
     assert "[skip] classification/none/seed0" in second.stdout
     assert "runs: 0 ok, 1 failed, 1 skipped" in second.stdout

@@ -1,9 +1,9 @@
 """Measure the detection targets: embedded runs end to end, with their wall time and COCO AP.
 
-    python tools/bench_detection.py [--methods dropkey-dec none] [--threads 2]
+    python tools/bench_detection.py [--variants dropkey-dec none] [--threads 2]
                                     [--work-root work_dirs/bench_detection] [--cfg-options ...]
 
-Each method runs ``tools/train.py configs/detection/<model>_<method>_embedded.py`` in a fresh
+Each variant runs ``tools/train.py configs/detection/<model>_<variant>_embedded.py`` in a fresh
 process (so the wall time includes start-up, data generation if needed, training and the final
 evaluation) and the script prints a Markdown table. Targets of the ``dropkey-dec`` run: bbox AP50
 >= 0.30 on the generated val split within 10 minutes on 2 CPU cores. Writes
@@ -20,15 +20,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tasks.common import read_report, write_json_atomic  # noqa: E402
+from tasks.common.variants import check_label  # noqa: E402
 
 MODEL = "dino-tiny"
 TARGET_AP50, TARGET_SECONDS = 0.30, 600.0
 COLUMNS = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "AR@100")
 
 
-def run(method: str, work_root: Path, threads: int, cfg_options: list) -> dict:
-    config = REPO / "configs/detection" / f"{MODEL}_{method}_embedded.py"
-    work_dir = work_root / method
+def run(variant: str, work_root: Path, threads: int, cfg_options: list) -> dict:
+    config = REPO / "configs/detection" / f"{MODEL}_{variant}_embedded.py"
+    work_dir = work_root / variant
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     command = [sys.executable, str(REPO / "tools/train.py"), str(config), "--work-dir",
                str(work_dir)] + (["--cfg-options", *cfg_options] if cfg_options else [])
@@ -37,7 +38,7 @@ def run(method: str, work_root: Path, threads: int, cfg_options: list) -> dict:
     wall = time.perf_counter() - started
     report = read_report(work_dir / "report.json")
     metrics = {k: report["metrics"][f"coco/bbox_{k}"] for k in COLUMNS}
-    return {"method": method, "wall_seconds": round(wall, 1),
+    return {"variant": variant, "wall_seconds": round(wall, 1),
             "train_seconds": report["train_seconds"], "epochs": report["epochs"],
             "metrics": metrics,
             "per_class_ap": {k.split("/")[1].removesuffix("_precision"): v
@@ -47,21 +48,22 @@ def run(method: str, work_root: Path, threads: int, cfg_options: list) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=["dropkey-dec", "none"])
+    parser.add_argument("--variants", nargs="+", type=check_label, default=["dropkey-dec", "none"],
+                        help="labels of tasks/common/variants.py (work dir names)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--work-root", default="work_dirs/bench_detection")
     parser.add_argument("--cfg-options", nargs="+", default=[])
     args = parser.parse_args()
     work_root = Path(args.work_root)
-    rows = [run(m, work_root, args.threads, args.cfg_options) for m in args.methods]
+    rows = [run(v, work_root, args.threads, args.cfg_options) for v in args.variants]
     write_json_atomic(work_root / "bench.json", {
         "model": MODEL, "threads": args.threads, "cpu_count": os.cpu_count(),
         "cfg_options": args.cfg_options, "runs": rows})
-    print(f"| method | wall s | epochs | {' | '.join(COLUMNS)} | targets |")
+    print(f"| variant | wall s | epochs | {' | '.join(COLUMNS)} | targets |")
     print("|---" * (len(COLUMNS) + 4) + "|")
     for row in rows:
         values = " | ".join(f"{row['metrics'][k]:.3f}" for k in COLUMNS)
-        print(f"| {row['method']} | {row['wall_seconds']:.0f} | {row['epochs']} | {values} | "
+        print(f"| {row['variant']} | {row['wall_seconds']:.0f} | {row['epochs']} | {values} | "
               f"{'met' if row['meets_targets'] else 'missed'} |")
 
 

@@ -1,9 +1,9 @@
-"""Run a DropKey Bench suite (tasks x methods x seeds), then aggregate it into DIR/summary.
+"""Run a DropKey Bench suite (tasks x variants x seeds), then aggregate it into DIR/summary.
 
     python tools/run_suite.py {quick|standard|SUITE.py} --work-dir DIR [--jobs N] [--threads T]
                               [--tasks TASK ...] [--dry-run]
 
-Each run trains in DIR/<task>/<method>/seed<k>; runs that already have a valid report.json are
+Each run trains in DIR/<task>/<variant>/seed<k>; runs that already have a valid report.json are
 skipped, so rerunning the same command resumes an interrupted suite. Exit code 1 when a run failed.
 """
 import argparse
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.common.aggregate import aggregate  # noqa: E402
+from tasks.common.summary import aggregate  # noqa: E402
 from tasks.common.cli import run_cli  # noqa: E402
 from tasks.common.suite import (has_valid_report, load_suite, plan_runs, run_suite,  # noqa: E402
                                 threads_per_run)

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmengine.runner import Runner  # noqa: E402
 
-from tasks.common.cli import add_common_arguments, load_config, run_cli  # noqa: E402
+from tasks.common.cli import add_common_arguments, config_for_testing, run_cli  # noqa: E402
 
 
 def main():
@@ -19,10 +19,7 @@ def main():
     parser.add_argument("config", help="config file")
     parser.add_argument("checkpoint", help="checkpoint to evaluate")
     add_common_arguments(parser)
-    args = parser.parse_args()
-    cfg = load_config(args)
-    cfg.load_from, cfg.resume = args.checkpoint, False
-    Runner.from_cfg(cfg).test()
+    Runner.from_cfg(config_for_testing(parser.parse_args())).test()
 
 
 if __name__ == "__main__":

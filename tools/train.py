@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmengine.runner import Runner  # noqa: E402
 
-from tasks.common.cli import add_common_arguments, load_config, run_cli  # noqa: E402
+from tasks.common.cli import add_common_arguments, config_for_training, run_cli  # noqa: E402
 
 
 def main():
@@ -20,13 +20,7 @@ def main():
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="resume from CKPT, or from the latest checkpoint in the work dir")
     add_common_arguments(parser)
-    args = parser.parse_args()
-    cfg = load_config(args)
-    if args.resume == "auto":
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
-    Runner.from_cfg(cfg).train()
+    Runner.from_cfg(config_for_training(parser.parse_args())).train()
 
 
 if __name__ == "__main__":

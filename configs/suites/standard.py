@@ -1,10 +1,10 @@
-# Standard suite: every task on its full embedded schedule, the five methods (+ the structured
+# Standard suite: every task on its full embedded schedule, the five variants (+ the structured
 # `dropkey-block` for classification, whose key grid it needs), three seeds for paired intervals.
 #   python tools/run_suite.py standard --work-dir work_dirs/suite-standard --jobs 2
-methods = ['none', 'attndrop', 'dropkey-const', 'dropkey-dec', 'dropkey-inc']
+variants = ['none', 'attndrop', 'dropkey-const', 'dropkey-dec', 'dropkey-inc']
 seeds = [0, 1, 2]
 tasks = dict(
-    classification=dict(methods=methods + ['dropkey-block']),
+    classification=dict(variants=variants + ['dropkey-block']),
     detection=dict(),
     hoi=dict(),
     mesh=dict(),

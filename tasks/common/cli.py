@@ -1,4 +1,8 @@
-"""Command-line plumbing shared by tools/train.py and tools/test.py (OpenMMLab style)."""
+"""Command-line plumbing of tools/train.py and tools/test.py (OpenMMLab style).
+
+The tools parse arguments; everything else a run needs is in the config they hand to
+``Runner.from_cfg``, so a config run in Python with the same entries is the same run.
+"""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +30,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> Config:
+    """``args.config`` with the common arguments applied."""
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)
     cfg = Config.fromfile(args.config)
@@ -42,6 +47,23 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.deterministic:
         randomness["deterministic"] = True
     cfg.randomness = randomness
+    return cfg
+
+
+def config_for_training(args: argparse.Namespace) -> Config:
+    """The config of ``tools/train.py``; ``args.resume`` is a checkpoint, ``"auto"`` or None."""
+    cfg = load_config(args)
+    if args.resume == "auto":  # the latest checkpoint in the work dir
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def config_for_testing(args: argparse.Namespace) -> Config:
+    """The config of ``tools/test.py``: the model's weights from ``args.checkpoint``."""
+    cfg = load_config(args)
+    cfg.load_from, cfg.resume = args.checkpoint, False
     return cfg
 
 

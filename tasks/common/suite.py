@@ -1,18 +1,27 @@
-"""Benchmark suites: tasks x methods x seeds, each run a ``tools/train.py`` subprocess.
+"""Benchmark suites: tasks x variants x seeds, each run a ``tools/train.py`` subprocess.
 
-A suite config (``configs/suites/*.py``, read with mmengine) has ``methods`` and ``seeds`` lists
-and a ``tasks`` dict; each task entry may override ``methods``/``seeds`` and set ``cfg_options``
-(dotted keys, as for ``--cfg-options``) and ``config``, a glob template naming the task's config
-per method (default: the task's one embedded config per method).
+A suite config (``configs/suites/*.py``, read with mmengine) has ``variants`` (labels of
+:mod:`tasks.common.variants`) and ``seeds`` lists and a ``tasks`` dict; each task entry may
+override ``variants``/``seeds`` and set
 
-Every run gets ``WORK_DIR/<task>/<method>/seed<k>/`` holding the run's own work dir contents,
+- ``epochs``: train that many epochs instead of the config's ``max_epochs``, evaluating and
+  checkpointing once, at the end. Warm-up and cosine schedules follow ``max_epochs`` in every
+  config, so this one knob shortens the whole schedule consistently;
+- ``cfg_options``: dotted keys as for ``--cfg-options`` (they win over what ``epochs`` sets);
+- ``config``: a glob template naming the task's config per variant (default: the task's one
+  embedded config per variant).
+
+Every run gets ``WORK_DIR/<task>/<variant>/seed<k>/`` holding the run's own work dir contents,
 ``run.log`` (its stdout and stderr) and ``run_status.json`` (pending, running, ok or failed, with
 the reason and the log's tail), which the aggregation reads to list runs that produced no report.
+Task names and variant labels become directory names, so both are checked to be path-safe when
+the suite file is read.
 """
 from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -27,22 +36,25 @@ from mmengine.config import Config
 
 from .files import DataFormatError, write_json_atomic
 from .report import REPO_ROOT, REPORT_NAME, read_report
+from .variants import check_label
 
 SUITE_DIR = REPO_ROOT / "configs" / "suites"
 TRAIN_SCRIPT = REPO_ROOT / "tools" / "train.py"
-DEFAULT_CONFIG_TEMPLATE = "configs/{task}/*_{method}_embedded.py"
+DEFAULT_CONFIG_TEMPLATE = "configs/{task}/*_{variant}_embedded.py"
+TEMPLATE_FIELDS = ("task", "variant")
+TASK_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")  # the task's package name under tasks/
 STATUS_NAME = "run_status.json"
 RUN_STATES = ("pending", "running", "ok", "failed")
 LOG_NAME = "run.log"
 ERROR_TAIL_LINES = 40
-TASK_KEYS = {"cfg_options", "methods", "seeds", "config"}
+TASK_KEYS = {"cfg_options", "variants", "seeds", "config", "epochs"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass
 class PlannedRun:
     task: str
-    method: str
+    variant: str
     seed: int
     work_dir: Path
     config: Optional[Path]
@@ -51,7 +63,7 @@ class PlannedRun:
 
     @property
     def name(self) -> str:
-        return f"{self.task}/{self.method}/seed{self.seed}"
+        return f"{self.task}/{self.variant}/seed{self.seed}"
 
     def command(self) -> list[str]:
         command = [sys.executable, str(TRAIN_SCRIPT), str(self.config),
@@ -90,49 +102,93 @@ def _check_list(path, field_name: str, value, kind: type) -> list:
     return list(value)
 
 
+def _check_variants(path, field_name: str, value) -> list:
+    labels = _check_list(path, field_name, value, str)
+    for i, label in enumerate(labels):
+        try:
+            check_label(label)
+        except ValueError as err:
+            raise DataFormatError(path, f"{field_name}[{i}]", str(err)) from None
+    return labels
+
+
+def _check_template(path, field_name: str, template) -> str:
+    """A glob template whose only placeholders are ``{task}`` and ``{variant}``."""
+    if not isinstance(template, str):
+        raise DataFormatError(path, field_name, "expected a glob template string")
+    try:
+        template.format(**{name: name for name in TEMPLATE_FIELDS})
+    except (KeyError, IndexError, ValueError) as err:
+        raise DataFormatError(path, field_name, f"{template!r}: bad placeholder {err} "
+                              f"(allowed: {', '.join('{%s}' % f for f in TEMPLATE_FIELDS)})") \
+            from None
+    return template
+
+
+def epochs_options(epochs: int) -> dict:
+    """The config entries of a schedule shortened to ``epochs``: train, then evaluate once."""
+    return {"train_cfg.max_epochs": epochs, "train_cfg.val_interval": epochs,
+            "default_hooks.checkpoint.interval": epochs}
+
+
+def _task_options(path, task: str, options, variants: list, seeds: list) -> dict:
+    where = f"tasks.{task}"
+    if not isinstance(task, str) or not TASK_PATTERN.match(task):
+        raise DataFormatError(path, where, f"{task!r} is not a task name (lower-case letters, "
+                              "digits and _, starting with a letter)")
+    if not isinstance(options, dict):
+        raise DataFormatError(path, where, "expected a dict")
+    unknown = set(options) - TASK_KEYS
+    if unknown:
+        raise DataFormatError(path, where, f"unknown keys {sorted(unknown)} "
+                              f"(allowed: {sorted(TASK_KEYS)})")
+    cfg_options = options.get("cfg_options", {})
+    if not isinstance(cfg_options, dict) or any(isinstance(v, dict) for v in cfg_options.values()):
+        raise DataFormatError(path, f"{where}.cfg_options",
+                              "expected a dict of dotted keys to plain values")
+    if "epochs" in options:
+        epochs = options["epochs"]
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise DataFormatError(path, f"{where}.epochs", f"{epochs!r} is not a positive integer")
+        if "train_cfg.max_epochs" in cfg_options:
+            raise DataFormatError(path, f"{where}.cfg_options",
+                                  "sets train_cfg.max_epochs next to epochs; keep one")
+        cfg_options = {**epochs_options(epochs), **cfg_options}
+    return dict(
+        variants=_check_variants(path, f"{where}.variants", options.get("variants", variants)),
+        seeds=_check_list(path, f"{where}.seeds", options.get("seeds", seeds), int),
+        cfg_options=dict(cfg_options),
+        config=_check_template(path, f"{where}.config",
+                               options.get("config", DEFAULT_CONFIG_TEMPLATE)))
+
+
 def load_suite(suite: str) -> dict:
-    """Read and validate a suite config; returns {task: {methods, seeds, cfg_options, config}}."""
+    """Read and validate a suite config; returns {task: {variants, seeds, cfg_options, config}}.
+
+    Every task name and variant label is checked here, before any path is built from it.
+    """
     path = suite_path(suite)
     cfg = Config.fromfile(path)
-    for name in ("methods", "seeds", "tasks"):
+    for name in ("variants", "seeds", "tasks"):
         if name not in cfg:
-            raise DataFormatError(path, name, "missing")
-    methods = _check_list(path, "methods", cfg.methods, str)
+            hint = " (the labels list is called `variants`)" if "methods" in cfg else ""
+            raise DataFormatError(path, name, "missing" + hint)
+    variants = _check_variants(path, "variants", cfg.variants)
     seeds = _check_list(path, "seeds", cfg.seeds, int)
     if not isinstance(cfg.tasks, dict) or not cfg.tasks:
         raise DataFormatError(path, "tasks", "expected a non-empty dict of task name -> options")
-    tasks = {}
-    for task, options in cfg.tasks.items():
-        where = f"tasks.{task}"
-        if not isinstance(options, dict):
-            raise DataFormatError(path, where, "expected a dict")
-        unknown = set(options) - TASK_KEYS
-        if unknown:
-            raise DataFormatError(path, where, f"unknown keys {sorted(unknown)} "
-                                  f"(allowed: {sorted(TASK_KEYS)})")
-        cfg_options = options.get("cfg_options", {})
-        if not isinstance(cfg_options, dict) or any(isinstance(v, dict)
-                                                   for v in cfg_options.values()):
-            raise DataFormatError(path, f"{where}.cfg_options",
-                                  "expected a dict of dotted keys to plain values")
-        template = options.get("config", DEFAULT_CONFIG_TEMPLATE)
-        if not isinstance(template, str):
-            raise DataFormatError(path, f"{where}.config", "expected a glob template string")
-        tasks[task] = dict(
-            methods=_check_list(path, f"{where}.methods", options.get("methods", methods), str),
-            seeds=_check_list(path, f"{where}.seeds", options.get("seeds", seeds), int),
-            cfg_options=dict(cfg_options), config=template)
-    return tasks
+    return {task: _task_options(path, task, options, variants, seeds)
+            for task, options in cfg.tasks.items()}
 
 
-def resolve_config(task: str, method: str, template: str) -> tuple[Optional[Path], str]:
+def resolve_config(task: str, variant: str, template: str) -> tuple[Optional[Path], str]:
     """The one config the template matches, or None and the reason."""
-    pattern = template.format(task=task, method=method)
+    pattern = template.format(task=task, variant=variant)
     matches = sorted(glob.glob(os.path.join(REPO_ROOT, pattern)))  # relative to the repo root
     if len(matches) == 1:
         return Path(matches[0]), ""
     if not matches:
-        return None, f"no config matches {pattern} (task or method not implemented yet?)"
+        return None, f"no config matches {pattern} (task or variant not implemented yet?)"
     return None, f"{len(matches)} configs match {pattern}, expected one: {', '.join(matches)}"
 
 
@@ -146,10 +202,11 @@ def plan_runs(tasks: dict, work_dir,
         tasks = {name: tasks[name] for name in tasks if name in set(only_tasks)}
     runs = []
     for task, options in tasks.items():
-        for method in options["methods"]:
-            config, error = resolve_config(task, method, options["config"])
+        for variant in options["variants"]:
+            config, error = resolve_config(task, variant, options["config"])
             for seed in options["seeds"]:
-                runs.append(PlannedRun(task, method, seed, work_dir / task / method / f"seed{seed}",
+                runs.append(PlannedRun(task, variant, seed,
+                                       work_dir / task / variant / f"seed{seed}",
                                        config, error, options["cfg_options"]))
     return runs
 
@@ -175,7 +232,7 @@ def _log_tail(path: Path) -> str:
 
 
 def _write_status(run: PlannedRun, status: str, **extra) -> dict:
-    record = dict(task=run.task, method=run.method, seed=run.seed,
+    record = dict(task=run.task, variant=run.variant, seed=run.seed,
                   config=str(run.config) if run.config else None, status=status, **extra)
     write_json_atomic(run.work_dir / STATUS_NAME, record)
     return record
