@@ -92,10 +92,12 @@ def test_pipeline_keeps_hois_aligned_with_flipped_boxes(tiny_data):
 
 
 def qpic(**overrides):
+    """The embedded QPIC, built in mmdet's scope as the Runner of its config builds it."""
     from tasks.hoi.model import QPIC
     cfg = Config.fromfile(REPO / EMBEDDED[0])
-    return QPIC(**{**{k: v for k, v in cfg.model.items()
-                      if k not in ("type", "data_preprocessor")}, **overrides})
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        return QPIC(**{**{k: v for k, v in cfg.model.items()
+                          if k not in ("type", "data_preprocessor")}, **overrides})
 
 
 def test_matching_pairs_queries_with_their_targets():
