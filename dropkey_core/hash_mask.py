@@ -9,7 +9,8 @@ The hash: every flattened (b, h, q) row and every key index get a full ``lowbias
 (Wellons' integer finaliser) of their counter and a seed half; an element is the product-xorshift
 mix ``m2 * xorshift15(m1 * (row ^ key))`` of the two, dropped when it falls below a threshold.
 Its top bits depend on every input bit, so drops are independent across rows, keys, heads and
-batches (checked in ``tests/test_core_fast.py``). The ratio is quantised to 2**-31.
+batches (checked in ``tests/test_core_fast.py``). The ratio is quantised to the nearest
+multiple of 2**-31: below 2**-32 nothing is dropped, from 1 - 2**-32 on everything is.
 """
 from __future__ import annotations
 

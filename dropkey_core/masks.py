@@ -29,11 +29,14 @@ def sample_keep_mask(
     """I.i.d. keep mask: each entry is dropped with probability ``drop_ratio``.
 
     Compares uniform 16-bit integers with a threshold, so no float tensor of the mask's size is
-    built; ``drop_ratio`` is quantised to 1/65536 (an error below 1e-5). The integers are the
-    four 16-bit lanes of full-range int64 draws: the generator's cost is per draw, so this is
-    about twice as fast as drawing int16 one by one.
+    built; ``drop_ratio`` is quantised to the nearest multiple of 2**-16 (an error of at most
+    2**-17): below 2**-17 nothing is dropped, from 1 - 2**-17 on everything is. The integers are
+    the four 16-bit lanes of full-range int64 draws: the generator's cost is per draw, so this
+    is about twice as fast as drawing int16 one by one.
     """
     threshold = round(drop_ratio * 65536) - 32768
+    if threshold > 32767:  # the quantised ratio is 1, and 32768 does not fit in int16
+        return torch.zeros(tuple(shape), dtype=torch.bool, device=device)
     numel = math.prod(shape)
     words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((numel + 3) // 4,), dtype=torch.int64,
                           generator=generator, device=device)

@@ -10,6 +10,7 @@ image's HOIs are masked by the verb x object mask and cut to the best 100 before
 """
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -21,13 +22,18 @@ from tasks.hoi.evaluation import MAX_HOIS, MODES, hoi_map, triplet_counts  # noq
 from tasks.hoi.hico import load_correspondence, load_hoi_file  # noqa: E402
 
 
+#: averages over a group of triplets; a group can be empty, and then its average is None (null)
+AVERAGES = ("mAP_full", "mAP_rare", "mAP_non_rare", "mean_max_recall")
+
+
 def evaluate_files(gt, train, corr, pred, mode: str = "default",
                    max_hois: int = MAX_HOIS) -> dict:
-    """Metrics of ``pred`` against ``gt``; Rare = fewer than 10 instances in ``train``."""
+    """Metrics of ``pred`` against ``gt``; Rare = fewer than 10 instances in ``train``. An
+    average over no triplet is None, so the JSON holds null, never a bare NaN."""
     correspondence = load_correspondence(corr)
     num_verbs = correspondence.shape[0]
-    gts = load_hoi_file(gt, num_verbs)
-    preds = load_hoi_file(pred, num_verbs, predictions=True)
+    gts = load_hoi_file(gt, num_verbs, correspondence_file=corr)
+    preds = load_hoi_file(pred, num_verbs, predictions=True, correspondence_file=corr)
     if len(preds) != len(gts):
         raise DataFormatError(pred, "<root>", f"{len(preds)} entries, but the ground truth "
                               f"{gt} has {len(gts)}")
@@ -36,12 +42,16 @@ def evaluate_files(gt, train, corr, pred, mode: str = "default",
             raise DataFormatError(pred, f"[{i}].file_name",
                                   f"{p.file_name!r} does not match the ground truth's "
                                   f"{g.file_name!r}")
-    counts = triplet_counts(load_hoi_file(train, num_verbs), num_verbs)
+    counts = triplet_counts(load_hoi_file(train, num_verbs, correspondence_file=corr), num_verbs)
     scores = hoi_map(gts, preds, correspondence, counts, mode=mode, max_hois=max_hois)
-    return {"mode": mode, "mAP_full": scores["mAP_full"], "mAP_rare": scores["mAP_rare"],
-            "mAP_non_rare": scores["mAP_non_rare"], "mean_max_recall": scores["mean_max_recall"],
-            "num_images": len(gts), "num_triplets": scores["num_triplets"],
+    averages = {key: None if math.isnan(scores[key]) else scores[key] for key in AVERAGES}
+    return {"mode": mode, **averages, "num_images": len(gts),
+            "num_triplets": scores["num_triplets"],
             "num_rare_triplets": scores["num_rare_triplets"]}
+
+
+def _shown(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def main():
@@ -58,9 +68,13 @@ def main():
     metrics = evaluate_files(args.gt, args.train, args.corr, args.pred, args.mode)
     title = "Known-Object" if args.mode == "ko" else "Default"
     print(f"HICO-DET mAP ({title}, {metrics['num_images']} images): "
-          f"Full {metrics['mAP_full']:.4f}  Rare {metrics['mAP_rare']:.4f}  "
-          f"Non-rare {metrics['mAP_non_rare']:.4f}")
-    print(json.dumps(metrics))
+          f"Full {_shown(metrics['mAP_full'])}  Rare {_shown(metrics['mAP_rare'])}  "
+          f"Non-rare {_shown(metrics['mAP_non_rare'])}")
+    empty = [key for key in AVERAGES if metrics[key] is None]
+    if empty:
+        print(f"note: {', '.join(empty)}: no triplet to average over (e.g. every ground-truth "
+              "triplet is rare), so null in the JSON")
+    print(json.dumps(metrics, allow_nan=False))
     if args.out:
         write_json_atomic(args.out, metrics)
 

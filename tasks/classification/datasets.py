@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
-from tasks.common import DataFormatError
+from tasks.common.files import DataFormatError, check_setting, read_image_size
 
 DIGITS_VAL_EVERY = 5  # sample i of scikit-learn's digits is in the val split when i % 5 == 0
 
@@ -20,7 +20,8 @@ def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     if split not in ("train", "val"):
-        raise ValueError(f"digits split must be 'train' or 'val', got {split!r}")
+        raise DataFormatError("<config>", "dataset.split",
+                              f"digits split must be 'train' or 'val', got {split!r}")
     digits = load_digits()
     index = np.arange(len(digits.target))
     chosen = index % DIGITS_VAL_EVERY == 0 if split == "val" else index % DIGITS_VAL_EVERY != 0
@@ -38,6 +39,7 @@ class DigitsDataset(Dataset):
     METAINFO = {"classes": tuple(str(d) for d in range(10))}
 
     def __init__(self, split: str = "train", max_shift: int = 1):
+        check_setting("dataset.max_shift", max_shift, integer=True, minimum=0)
         images, labels = digits_split(split)
         self.images = torch.from_numpy(images * 2.0 - 1.0).unsqueeze(1)
         self.labels = labels.tolist()
@@ -62,7 +64,9 @@ class ImageFolderDataset(Dataset):
     """ImageNet-style class folders: ``data_root/<split>/<class>/<image>``.
 
     Training uses timm's ImageNet augmentation (random resized crop, flip, optional RandAugment
-    and random erasing); evaluation resizes and centre-crops.
+    and random erasing); evaluation resizes and centre-crops. Checked when built: every image
+    header must be readable, and a split other than ``train`` must have the class folders of
+    ``data_root/train`` (labels are folder indices, so a missing folder would shift them).
     """
 
     def __init__(self, data_root: str, split: str = "train", image_size: int = 224,
@@ -71,6 +75,7 @@ class ImageFolderDataset(Dataset):
         from timm.data import create_transform
         from torchvision.datasets import ImageFolder
 
+        check_setting("dataset.image_size", image_size, integer=True, minimum=1)
         root = Path(data_root) / split
         if not root.is_dir():
             raise DataFormatError(root, "data_root", "class-folder directory not found")
@@ -82,6 +87,10 @@ class ImageFolderDataset(Dataset):
             self.folder = ImageFolder(str(root), transform=transform)
         except (FileNotFoundError, RuntimeError) as err:
             raise DataFormatError(root, "class folders", str(err)) from None
+        if not is_train:
+            check_same_classes(root, self.folder.classes, Path(data_root) / "train")
+        for path, _ in self.folder.samples:
+            read_image_size(path, root, "image")
         self.metainfo = {"classes": tuple(self.folder.classes)}
 
     def __len__(self) -> int:
@@ -91,6 +100,18 @@ class ImageFolderDataset(Dataset):
         path, _ = self.folder.samples[index]
         try:
             image, label = self.folder[index]
-        except OSError as err:
+        except OSError as err:  # a body that is corrupt behind a readable header
             raise DataFormatError(path, "image", f"cannot be read: {err}") from None
         return {"inputs": image, "label": label}
+
+
+def check_same_classes(root: Path, classes, train_root: Path) -> None:
+    """The class folders of ``root`` must be those of ``train_root`` (when it exists)."""
+    if not train_root.is_dir():
+        return
+    train_classes = sorted(entry.name for entry in train_root.iterdir() if entry.is_dir())
+    missing = sorted(set(train_classes) - set(classes))
+    extra = sorted(set(classes) - set(train_classes))
+    if missing or extra:
+        raise DataFormatError(root, "class folders", f"differ from those of {train_root}: "
+                              f"missing {missing[:5]}, extra {extra[:5]} (labels would shift)")

@@ -6,6 +6,7 @@ import fcntl
 import os
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -14,6 +15,8 @@ import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop
 from mmengine.logging import HistoryBuffer
 from mmengine.registry import HOOKS
 
@@ -99,6 +102,27 @@ def check_checkpoint(path) -> None:
     except (RuntimeError, EOFError, ValueError) as err:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DataFormatError(path, "checkpoint", f"not a torch checkpoint: {first_line}") from None
+
+
+def check_fits_model(checkpoint: dict, model: torch.nn.Module, source) -> None:
+    """Raise DataFormatError unless ``checkpoint['state_dict']`` has exactly the parameters and
+    buffers of ``model``, with their shapes (mmengine loads with ``strict=False`` and only logs
+    a mismatch, which would evaluate a partly random model, e.g. another task's checkpoint)."""
+    state = checkpoint.get("state_dict", checkpoint)
+    if not isinstance(state, dict):
+        raise DataFormatError(source, "state_dict", "missing or not a dict")
+    state = {re.sub(r"^module\.", "", key): value for key, value in state.items()}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(key for key in set(expected) & set(state)
+                        if tuple(getattr(state[key], "shape", ())) != tuple(expected[key].shape))
+    problems = [f"{len(keys)} {what} (e.g. {keys[0]})" for what, keys in (
+        ("missing keys", missing), ("unexpected keys", unexpected),
+        ("keys of another shape", mismatched)) if keys]
+    if problems:
+        raise DataFormatError(source, "state_dict", "does not fit the model of the config: "
+                              + ", ".join(problems))
 
 
 def checkpoint_to_load(cfg, work_dir) -> Optional[str]:
@@ -217,6 +241,9 @@ class SafeCheckpointHook(CheckpointHook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._loaded_random_states = checkpoint.get("meta", {}).get("random_states")
+        if not isinstance(runner._train_loop, BaseLoop):  # test or val: the weights must fit
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            check_fits_model(checkpoint, model, runner.cfg.get("load_from") or "checkpoint")
 
     def before_train(self, runner) -> None:
         super().before_train(runner)

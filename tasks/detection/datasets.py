@@ -15,7 +15,7 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
 from tasks.common.embedded_data import prepare_embedded
-from tasks.common.files import DataFormatError, load_json
+from tasks.common.files import DataFormatError, load_json, read_image_size
 
 BOX_TOLERANCE = 1.0  # pixels a box may overhang the image (rounding in real annotations)
 REQUIRED = {
@@ -32,7 +32,8 @@ def _is_number(value) -> bool:
 
 def check_coco_detection(path, data, image_dir: Optional[str] = None) -> None:
     """Raise ``DataFormatError(path, field, problem)`` unless ``data`` is a valid COCO detection
-    annotation dict; with ``image_dir``, every listed image must exist there."""
+    annotation dict; with ``image_dir``, every listed image must be there, with a readable
+    header stating the width and height of its entry (boxes are checked against those)."""
     if not isinstance(data, dict):
         raise DataFormatError(path, "<root>", "expected a JSON object")
     for section, fields in REQUIRED.items():
@@ -55,9 +56,13 @@ def check_coco_detection(path, data, image_dir: Optional[str] = None) -> None:
             raise DataFormatError(path, f"images[{i}].id", f"duplicate image id {image['id']}")
         if image["width"] <= 0 or image["height"] <= 0:
             raise DataFormatError(path, f"images[{i}].width/height", "must be positive")
-        if image_dir is not None and not (Path(image_dir) / image["file_name"]).is_file():
-            raise DataFormatError(path, f"images[{i}].file_name",
-                                  f"image {Path(image_dir) / image['file_name']} not found")
+        if image_dir is not None:
+            size = read_image_size(Path(image_dir) / image["file_name"], path,
+                                   f"images[{i}].file_name")
+            if size != (image["width"], image["height"]):
+                raise DataFormatError(path, f"images[{i}].width/height",
+                                      f"{image['width']}x{image['height']}, but the image "
+                                      f"{image['file_name']} is {size[0]}x{size[1]}")
         images[image["id"]] = image
     annotation_ids = set()
     for i, ann in enumerate(data["annotations"]):
@@ -72,6 +77,12 @@ def check_coco_detection(path, data, image_dir: Optional[str] = None) -> None:
             raise DataFormatError(path, f"{field}.category_id",
                                   f"unknown category id {ann['category_id']} "
                                   f"(categories: {sorted(categories)})")
+        if not _is_number(ann["area"]) or ann["area"] < 0:
+            raise DataFormatError(path, f"{field}.area", f"expected a finite number >= 0, "
+                                  f"got {ann['area']!r}")
+        if ann["iscrowd"] not in (0, 1):
+            raise DataFormatError(path, f"{field}.iscrowd", f"expected 0 or 1, got "
+                                  f"{ann['iscrowd']!r}")
         box = ann["bbox"]
         if len(box) != 4 or not all(_is_number(v) for v in box):
             raise DataFormatError(path, f"{field}.bbox",

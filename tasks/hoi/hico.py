@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from tasks.common.files import DataFormatError, load_json
+from tasks.common.files import DataFormatError, load_arrays, load_json, numeric_array
 
 #: COCO's 80 used category ids (1..90 without the 10 unused ones), in label order.
 UNUSED_COCO_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
@@ -55,7 +55,7 @@ def _index(path, where: str, value, size: int) -> int:
 
 
 def _parse_image(path, i: int, entry, num_verbs: int, keys: tuple[str, str], scored: bool,
-                 image_dir: Optional[str]) -> HoiImage:
+                 image_dir: Optional[str], verbs_of: str) -> HoiImage:
     box_key, hoi_key = keys
     if not isinstance(entry, dict):
         raise DataFormatError(path, f"[{i}]", "expected an object")
@@ -80,7 +80,8 @@ def _parse_image(path, i: int, entry, num_verbs: int, keys: tuple[str, str], sco
             raise DataFormatError(path, f"{where}.bbox", f"invalid box {bbox!r}: needs 4 finite "
                                   "numbers [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
         category = box.get("category_id")
-        if isinstance(category, bool) or category not in _LABEL_OF_ID:
+        if not isinstance(category, int) or isinstance(category, bool) \
+                or category not in _LABEL_OF_ID:
             raise DataFormatError(path, f"{where}.category_id",
                                   f"unknown object id {category!r} (not a used COCO category id)")
         boxes.append(bbox)
@@ -96,7 +97,7 @@ def _parse_image(path, i: int, entry, num_verbs: int, keys: tuple[str, str], sco
         verb = hoi.get("category_id")
         if isinstance(verb, bool) or not isinstance(verb, int) or not 1 <= verb <= num_verbs:
             raise DataFormatError(path, f"{where}.category_id",
-                                  f"unknown verb id {verb!r} (expected 1..{num_verbs})")
+                                  f"unknown verb id {verb!r} (expected 1..{num_verbs}{verbs_of})")
         hois.append((subject, obj, verb - 1))
         if scored:
             score = hoi.get("score")
@@ -115,29 +116,29 @@ def _parse_image(path, i: int, entry, num_verbs: int, keys: tuple[str, str], sco
 
 
 def load_hoi_file(path, num_verbs: int, predictions: bool = False,
-                  image_dir: Optional[str] = None) -> list[HoiImage]:
+                  image_dir: Optional[str] = None,
+                  correspondence_file: Optional[str] = None) -> list[HoiImage]:
     """Load and validate an annotation file (or, with ``predictions``, a prediction file).
 
-    ``image_dir``: check that every ``file_name`` exists there. Errors name the file and the
-    entry, e.g. ``test_hico.json: [12].hoi_annotation[3].object_id: index 7 out of range``.
+    ``image_dir``: check that every ``file_name`` exists there. ``correspondence_file``: the
+    file ``num_verbs`` comes from, named when a verb id exceeds it. Errors name the file and
+    the entry, e.g. ``test_hico.json: [12].hoi_annotation[3].object_id: index 7 out of range``.
     """
     entries = load_json(path, "annotations")
     if not isinstance(entries, list):
         raise DataFormatError(path, "<root>", "expected a list with one entry per image")
     keys = PRED_KEYS if predictions else GT_KEYS
-    return [_parse_image(path, i, entry, num_verbs, keys, predictions, image_dir)
+    verbs_of = f", the verbs of {correspondence_file}" if correspondence_file else ""
+    return [_parse_image(path, i, entry, num_verbs, keys, predictions, image_dir, verbs_of)
             for i, entry in enumerate(entries)]
 
 
 def load_correspondence(path) -> np.ndarray:
-    """The (verbs, 80) boolean verb x object validity mask of ``corre_hico.npy``."""
-    try:
-        mask = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataFormatError(path, "correspondence", "file not found") from None
-    except ValueError as err:
-        raise DataFormatError(path, "correspondence", f"not a numeric .npy array: {err}") from None
-    if mask.ndim != 2 or mask.shape[1] != NUM_OBJECT_CLASSES or mask.shape[0] < 1:
-        raise DataFormatError(path, "shape", f"expected (num_verbs, {NUM_OBJECT_CLASSES}), "
-                              f"got {mask.shape}")
+    """The (verbs, 80) boolean verb x object validity mask of ``corre_hico.npy`` (0 / 1)."""
+    mask = numeric_array(load_arrays(path, "correspondence", npz=False)[""], path,
+                         "correspondence", shape=(None, NUM_OBJECT_CLASSES))
+    if mask.shape[0] < 1:
+        raise DataFormatError(path, "correspondence", "has no verbs")
+    if not np.isin(mask, (0, 1)).all():
+        raise DataFormatError(path, "correspondence", "values must be 0 or 1")
     return mask.astype(bool)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tasks.common.files import DataFormatError
+from tasks.common.files import DataFormatError, load_arrays, numeric_array
 
 NUM_VERTICES = 6890
 SMPL_JOINT_NAMES = (
@@ -86,38 +86,53 @@ class SMPLUnpickler(pickle.Unpickler):
 
 def _plain(value, path, key):
     if isinstance(value, _ChumpyArray):
-        if "x" not in value.state:
+        if not isinstance(value.state, dict) or "x" not in value.state:
             raise DataFormatError(path, key, "chumpy expression without a stored array")
         return np.asarray(value.state["x"])
     if isinstance(value, _SparseMatrix):
         import scipy.sparse as sp
         state = value.state
-        matrix = getattr(sp, value.kind)((state["data"], state["indices"], state["indptr"]),
-                                         shape=state["_shape"])
+        try:
+            matrix = getattr(sp, value.kind)((state["data"], state["indices"], state["indptr"]),
+                                             shape=state["_shape"])
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise DataFormatError(path, key, f"malformed sparse matrix: {err!r}") from None
         return matrix.toarray()
     return value
 
 
 def check_smpl_arrays(data: dict, source) -> dict:
-    """``data`` if it has SMPL's layout (:data:`SMPL_REQUIRED_KEYS`, at least 10 shape
-    components); otherwise a DataFormatError naming ``source`` and the key."""
+    """``data`` with its required arrays as numpy arrays, if it has SMPL's layout: the shapes of
+    :data:`SMPL_REQUIRED_KEYS` holding finite numbers, at least 10 shape components, a
+    kinematic tree in which every joint's parent precedes it (the root's is ignored, as smplx
+    does) and faces indexing the vertices; otherwise a DataFormatError naming ``source`` and
+    the key."""
+    if not isinstance(data, dict):
+        raise DataFormatError(source, "<root>", f"expected a dict, got {type(data).__name__}")
     for key, shape in SMPL_REQUIRED_KEYS.items():
         if key not in data:
             raise DataFormatError(source, key, "missing")
-        actual = np.shape(data[key])
-        if len(actual) != len(shape) or any(s is not None and s != a
-                                            for s, a in zip(shape, actual)):
-            raise DataFormatError(source, key, f"has shape {actual}, expected {shape}")
+    data = {**data, **{key: numeric_array(data[key], source, key, shape)
+                       for key, shape in SMPL_REQUIRED_KEYS.items()}}
     if data["shapedirs"].shape[-1] < 10:
         raise DataFormatError(source, "shapedirs", "needs at least 10 shape components")
+    parents = data["kintree_table"][0, 1:]
+    bad = np.flatnonzero((parents < 0) | (parents >= np.arange(1, len(parents) + 1))
+                         | (parents != np.round(parents)))
+    if bad.size:
+        joint = int(bad[0]) + 1
+        raise DataFormatError(source, "kintree_table", f"joint {joint} has parent "
+                              f"{data['kintree_table'][0, joint].item()}; a parent must be a joint "
+                              f"in 0..{joint - 1}")
+    faces = data["f"]
+    if ((faces < 0) | (faces >= NUM_VERTICES) | (faces != np.round(faces))).any():
+        raise DataFormatError(source, "f", f"face indices must be vertex indices in "
+                              f"0..{NUM_VERTICES - 1}")
     return data
 
 
 def check_h36m_regressor(regressor: np.ndarray, source) -> np.ndarray:
-    if np.shape(regressor) != (17, NUM_VERTICES):
-        raise DataFormatError(source, "J_regressor_h36m",
-                              f"has shape {np.shape(regressor)}, expected (17, {NUM_VERTICES})")
-    return regressor
+    return numeric_array(regressor, source, "J_regressor_h36m", (17, NUM_VERTICES))
 
 
 def load_smpl_file(path) -> dict:
@@ -129,22 +144,17 @@ def load_smpl_file(path) -> dict:
     with open(path, "rb") as f:
         try:
             raw = SMPLUnpickler(f, encoding="latin1").load()
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as err:
-            raise DataFormatError(path, "pickle", str(err)) from None
+        except Exception as err:  # noqa: BLE001 - any byte string reaches the unpickler, and
+            # its opcodes fail in many ways (EOFError, KeyError, struct.error, ...); none runs code
+            raise DataFormatError(path, "pickle", f"not a readable SMPL pickle: "
+                                  f"{err or type(err).__name__}") from None
     if not isinstance(raw, dict):
         raise DataFormatError(path, "<root>", f"expected a dict, got {type(raw).__name__}")
     return check_smpl_arrays({key: _plain(value, path, key) for key, value in raw.items()}, path)
 
 
 def load_h36m_regressor(path) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "J_regressor_h36m", "file not found")
-    try:
-        regressor = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataFormatError(path, "J_regressor_h36m", f"cannot be read: {err}") from None
-    return check_h36m_regressor(regressor, path)
+    return check_h36m_regressor(load_arrays(path, "J_regressor_h36m", npz=False)[""], path)
 
 
 # ------------------------------------------------------------------------------------ decoding

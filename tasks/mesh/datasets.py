@@ -24,7 +24,8 @@ from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
 from tasks.common.embedded_data import prepare_embedded
-from tasks.common.files import DataFormatError
+from tasks.common.files import (DataFormatError, check_setting, load_arrays, numeric_array,
+                                read_image_size)
 
 from .generate import generate
 
@@ -36,29 +37,26 @@ OPTIONAL_KEYS = {"S": (None, 4), "part": (None, 3), "gender": ()}
 def load_spin_npz(path) -> dict:
     """Read and validate a SPIN-style npz; errors name the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "annotation file", "not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError) as err:
-        raise DataFormatError(path, "npz", f"cannot be read: {err}") from None
-    specs = {**REQUIRED_KEYS, **{k: v for k, v in OPTIONAL_KEYS.items() if k in data}}
+    data = load_arrays(path, "annotation file", npz=True)
     for key in REQUIRED_KEYS:
         if key not in data:
             raise DataFormatError(path, key, "missing")
-    count = len(data["imgname"])
+    specs = {**REQUIRED_KEYS, **{k: v for k, v in OPTIONAL_KEYS.items() if k in data}}
+    count = len(data["imgname"]) if data["imgname"].ndim == 1 else -1
     if count == 0:
         raise DataFormatError(path, "imgname", "no samples")
     for key, tail in specs.items():
         shape = data[key].shape
-        if shape[0] != count or len(shape) != 1 + len(tail) or any(
+        if len(shape) != 1 + len(tail) or shape[0] != count or any(
                 t is not None and t != s for t, s in zip(tail, shape[1:])):
             wanted = ", ".join(["N"] + ["K" if t is None else str(t) for t in tail])
-            raise DataFormatError(path, key, f"has shape {shape}, expected ({wanted}) "
-                                  f"with N = {count}")
-        if key not in ("imgname", "gender") and not np.isfinite(data[key]).all():
-            raise DataFormatError(path, key, "has non-finite values")
+            raise DataFormatError(path, key, f"has shape {shape}, expected ({wanted}) with N the "
+                                  "number of imgname entries")
+        if key in ("imgname", "gender"):
+            if data[key].dtype.kind != "U":
+                raise DataFormatError(path, key, f"expected strings, got {data[key].dtype}")
+        else:
+            numeric_array(data[key], path, key)
     if (data["scale"] <= 0).any():
         raise DataFormatError(path, "scale", "must be positive")
     if "gender" in data:
@@ -86,24 +84,42 @@ class MeshDataset(Dataset):
     [-1, 1] with confidence. Training crops jitter the box (``scale_jitter``, ``shift_jitter``,
     fractions of its side), which changes no 3D target.
 
-    ``generate_if_missing=True`` writes the generated data set (:mod:`tasks.mesh.generate`) to
-    ``data_root`` first unless a complete one is there.
+    Every image header is read when the data set is built, so a missing or broken image
+    stops the run before training. ``generate_if_missing=True`` writes the generated data set
+    (:mod:`tasks.mesh.generate`) to ``data_root`` first unless a complete one is there.
     """
 
     def __init__(self, data_root: str, ann_file: str, img_prefix: str = "", input_size: int = 64,
                  joint_map: Optional[Sequence[int]] = None, scale_jitter: float = 0.0,
                  shift_jitter: float = 0.0, generate_if_missing: bool = False):
+        check_setting("dataset.input_size", input_size, integer=True, minimum=1)
+        for name, jitter in (("scale_jitter", scale_jitter), ("shift_jitter", shift_jitter)):
+            check_setting(f"dataset.{name}", jitter, minimum=0, below=1)
         root = Path(data_root)
         if generate_if_missing:
             prepare_embedded(root, generate)
         self.ann_path = root / ann_file
         self.data = load_spin_npz(self.ann_path)
         self.img_root = root / img_prefix
+        checked = set()  # video frames hold several people: each image is checked once
+        for index, name in enumerate(self.data["imgname"].tolist()):
+            if name not in checked:
+                read_image_size(self.img_root / name, self.ann_path, f"imgname[{index}]")
+                checked.add(name)
         self.input_size = input_size
         self.scale_jitter, self.shift_jitter = scale_jitter, shift_jitter
         self.joint_map = self._check_joint_map(joint_map)
 
     def _check_joint_map(self, joint_map):
+        if joint_map is not None:
+            values = list(joint_map) if isinstance(joint_map, (list, tuple)) else None
+            if values is None or not all(isinstance(v, int) and not isinstance(v, bool)
+                                         and -1 <= v < 24 for v in values):
+                raise DataFormatError("<config>", "joint_map", f"expected a list of SMPL joint "
+                                      f"indices 0..23 or -1, got {joint_map!r}")
+            known = [v for v in values if v >= 0]
+            if len(set(known)) != len(known):
+                raise DataFormatError("<config>", "joint_map", "names an SMPL joint twice")
         for key in ("S", "part"):
             if key not in self.data:
                 continue

@@ -9,17 +9,15 @@ decoder's attention by the config's ``DropKeyHook``; nothing here depends on it.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
-from tasks.common.files import DataFormatError
+from tasks.common.files import DataFormatError, load_arrays, numeric_array
 
 from .body_model import BodyModel
 from .generate import generated_mean_params
@@ -57,15 +55,12 @@ def load_mean_params(path: Optional[str] = None) -> tuple[torch.Tensor, torch.Te
     if path is None:
         pose, betas = generated_mean_params()
         return axis_angle_to_rotmat(torch.as_tensor(pose)[None])[0], torch.as_tensor(betas)
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "mean_params", "file not found")
-    with np.load(path, allow_pickle=False) as npz:
-        for key in ("pose", "shape"):
-            if key not in npz.files:
-                raise DataFormatError(path, key, "missing")
-        pose = torch.as_tensor(npz["pose"], dtype=torch.float32).flatten()
-        betas = torch.as_tensor(npz["shape"], dtype=torch.float32).flatten()
+    arrays = load_arrays(path, "mean_params", npz=True)
+    for key in ("pose", "shape"):
+        if key not in arrays:
+            raise DataFormatError(path, key, "missing")
+    pose, betas = (torch.as_tensor(numeric_array(arrays[key], path, key),
+                                   dtype=torch.float32).flatten() for key in ("pose", "shape"))
     if pose.numel() != NUM_SMPL_JOINTS * 6:
         raise DataFormatError(path, "pose", f"has {pose.numel()} values, expected "
                               f"{NUM_SMPL_JOINTS * 6}")
