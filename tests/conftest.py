@@ -21,17 +21,8 @@ def run_tool():
 
 @pytest.fixture
 def shortest_epochs():
-    """The fewest epochs a config's schedule allows: one past the last by-epoch ``begin``.
-
-    Schedulers without an ``end`` run to ``max_epochs``, and mmengine refuses one that would end
-    where it begins (a cosine after a three-epoch warm-up needs four epochs).
-    """
+    """The fewest epochs a config file's schedule allows (``tasks.common.schedules``)."""
     from mmengine.config import Config
 
-    def epochs(config) -> int:
-        schedulers = Config.fromfile(config).get("param_scheduler") or []
-        if isinstance(schedulers, dict):
-            schedulers = [schedulers]
-        return max([1] + [s.get("begin", 0) + 1 for s in schedulers
-                          if s.get("by_epoch", True) and "end" not in s])
-    return epochs
+    from tasks.common.schedules import shortest_epochs as of_config
+    return lambda config: of_config(Config.fromfile(config))

@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from dropkey_core import layer_drop_ratios
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_linear_decrease_runs_from_base_to_zero():
@@ -32,3 +36,17 @@ def test_start_and_end_override_the_endpoints():
 def test_invalid_schedules_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         layer_drop_ratios(**kwargs)
+
+
+@pytest.mark.parametrize("config, epochs", [
+    ("configs/classification/vit-mini_none_embedded.py", 4),   # cosine begins after 3 warm-up
+    ("configs/detection/dino-tiny_none_embedded.py", 1),        # warm-up by iteration
+    ("configs/hoi/qpic-mini_none_embedded.py", 3),
+    ("configs/mesh/metro-mini_none_embedded.py", 3),
+    ("configs/detection/detr-r50_none_coco.py", 1),             # a step schedule with an end
+])
+def test_shortest_epochs_of_the_embedded_configs(config, epochs):
+    from mmengine.config import Config
+
+    from tasks.common.schedules import shortest_epochs
+    assert shortest_epochs(Config.fromfile(REPO / config)) == epochs
