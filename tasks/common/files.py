@@ -39,8 +39,22 @@ def write_atomic(path, data: bytes) -> None:
         raise
 
 
+def finite_or_null(value):
+    """``value`` with every non-finite float replaced by None: JSON has no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
 def write_json_atomic(path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    """Write ``obj`` as strict JSON: a NaN or infinity is written as null (undefined), never as
+    the bare ``NaN``/``Infinity`` that other JSON readers refuse."""
+    text = json.dumps(finite_or_null(obj), indent=2, allow_nan=False)
+    write_atomic(path, (text + "\n").encode())
 
 
 def load_json(path, what: str = "file"):
