@@ -27,6 +27,9 @@ randomness = dict(seed=0, deterministic=False)
 # entropy of every evaluation.
 custom_hooks = [
     dict(type='DropKeyHook'),
+    # batch-norm statistics averaged over the processes after each epoch (nothing with one), so
+    # validation and the checkpoint use the same statistics on every rank
+    dict(type='SyncBuffersHook'),
     dict(type='PlainCheckpointHook'),
     dict(type='BenchReportHook', record_entropy=True),
 ]

@@ -6,11 +6,14 @@ The tools parse arguments; everything else a run needs is in the config they han
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import torch
+import torch.distributed
 from mmengine.config import Config, DictAction
 
 from .files import DataFormatError
@@ -37,8 +40,10 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
+    if args.launcher == "slurm":
+        set_slurm_master_port()
     if args.launcher != "none" and not torch.cuda.is_available():
-        cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
+        use_cpu_processes(cfg)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or str(
         Path("work_dirs") / Path(args.config).stem)
     randomness = dict(cfg.get("randomness", {}))
@@ -48,6 +53,47 @@ def load_config(args: argparse.Namespace) -> Config:
         randomness["deterministic"] = True
     cfg.randomness = randomness
     return cfg
+
+
+def set_slurm_master_port() -> None:
+    """Give the processes of a Slurm job a rendezvous port of their own, derived from the job id.
+
+    mmengine's Slurm launcher falls back to port 29500, which two jobs sharing a node would both
+    take; a ``MASTER_PORT`` in the environment is kept.
+    """
+    if "MASTER_PORT" not in os.environ and "SLURM_JOB_ID" in os.environ:
+        os.environ["MASTER_PORT"] = str(20000 + int(os.environ["SLURM_JOB_ID"]) % 20000)
+
+
+def use_cpu_processes(cfg: Config) -> None:
+    """Run a multi-process (``--launcher pytorch|slurm``) run of ``cfg`` on CPUs, over gloo.
+
+    mmengine's launchers select a CUDA device before they create the process group, so this
+    process joins the group first (the Runner creates none when one exists), and the model is
+    wrapped in DistributedDataParallel without device ids (DDP refuses them for CPU modules).
+    Machines with CUDA take mmengine's own path.
+    """
+    dist_cfg = cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})
+    dist_cfg["backend"] = "gloo"
+    wrapper = cfg.get("model_wrapper_cfg") or dict(
+        type="MMDistributedDataParallel", broadcast_buffers=False,
+        find_unused_parameters=cfg.get("find_unused_parameters", False))
+    cfg.model_wrapper_cfg = dict(wrapper, device_ids=None)
+    if torch.distributed.is_initialized():
+        return
+    if cfg.launcher == "slurm":  # the variables torchrun sets, from Slurm's (as mmengine does)
+        if "port" in dist_cfg:
+            os.environ["MASTER_PORT"] = str(dist_cfg["port"])
+        os.environ.setdefault("MASTER_ADDR", subprocess.run(
+            ["scontrol", "show", "hostnames", os.environ["SLURM_NODELIST"]], check=True,
+            capture_output=True, text=True).stdout.split()[0])
+        os.environ["RANK"] = os.environ["SLURM_PROCID"]
+        os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+        os.environ["LOCAL_RANK"] = os.environ["SLURM_LOCALID"]
+    options = {key: value for key, value in dist_cfg.items() if key not in ("backend", "port")}
+    if "timeout" in options:  # seconds in the config, as mmengine reads it
+        options["timeout"] = datetime.timedelta(seconds=options["timeout"])
+    torch.distributed.init_process_group(backend="gloo", **options)
 
 
 def config_for_training(args: argparse.Namespace) -> Config:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+
+import numpy as np
+import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -97,6 +100,13 @@ class DropKeyHook(Hook):
     Runs at ``before_run``, which the Runner calls before it initialises or loads any weights in
     ``train()``, ``val()`` and ``test()``. Injection swaps module classes only, so state dicts
     are unchanged. A scope that reaches no attention module is an error, not a silent baseline.
+
+    In a multi-process run every rank seeds torch's global generator with the run's seed
+    (mmengine's ``randomness.diff_rank_seed`` would also change the data sampler's), so every
+    rank would draw the same masks for its different samples. Before training, each rank
+    re-seeds it from (seed, rank): masks, dropout and torch-drawn augmentation differ between
+    ranks, while the weights (initialised and synchronised before) and the sampler's order
+    stay the run's. A resumed run then restores each rank's saved generator state.
     """
 
     priority = "VERY_HIGH"
@@ -114,3 +124,14 @@ class DropKeyHook(Hook):
                          for layer in layers)
         print_log(f"variant {label}, attention layers ({len(layers)}):\n{rows}",
                   logger="current")
+
+    def before_train(self, runner) -> None:
+        if runner.world_size > 1:
+            torch.manual_seed(rank_seed(runner.seed, runner.rank))
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of ``rank``'s random numbers in a multi-process run of ``seed``, distinct for
+    every (seed, rank) pair (``seed + rank`` would give seed 1's rank 0 the numbers of seed 0's
+    rank 1)."""
+    return int(np.random.SeedSequence((seed, rank)).generate_state(1, np.uint64)[0])

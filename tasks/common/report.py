@@ -7,6 +7,12 @@ reads schema version 1 (where ``method`` held the variant label) as version 2.
 ``machine`` (CPU model, torch threads, torch build) and ``git_commit`` record what a run ran on,
 because a metric moves with them; reports written before ``machine`` existed have none and stay
 valid (the aggregation counts their machine as unknown).
+
+``evaluated_samples`` is the number of per-sample results the last evaluation's metrics were
+computed on. In a multi-process run the distributed sampler pads the data set to a multiple of
+the world size and mmengine drops the padding when it collects the ranks' results, which is only
+right for metrics that keep one result per sample: the field shows that every sample was
+evaluated exactly once (it equals the evaluation data set's size).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import torch
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import BaseLoop
 
 from dropkey_core import attention_entropy, attention_layers, set_attention_stats
 
@@ -125,6 +132,7 @@ class BenchReportHook(Hook):
     def __init__(self, record_entropy: bool = True):
         self.record_entropy = record_entropy
         self.metrics: Optional[dict] = None
+        self.evaluated_samples: Optional[int] = None
         self.entropy: dict = {}
         self.mode = "test"
         self.train_started = self.train_seconds = self.iter_seconds = 0.0
@@ -145,7 +153,24 @@ class BenchReportHook(Hook):
     def after_train(self, runner):
         self.train_seconds = time.perf_counter() - self.train_started
 
+    def before_run(self, runner):
+        for loop in (runner._val_loop, runner._test_loop):  # those this run has built
+            if isinstance(loop, BaseLoop):
+                for metric in loop.evaluator.metrics:
+                    metric.compute_metrics = self._counting(metric.compute_metrics)
+
+    def _counting(self, compute_metrics):
+        """``compute_metrics`` that records how many results it gets (on the main process,
+        after mmengine collected the ranks' results and dropped the padding); with several
+        metrics, the fewest."""
+        def compute(results):
+            self.evaluated_samples = len(results) if self.evaluated_samples is None \
+                else min(self.evaluated_samples, len(results))
+            return compute_metrics(results)
+        return compute
+
     def _start_eval(self, runner):
+        self.evaluated_samples = None
         if self.record_entropy:
             set_attention_stats(unwrap(runner.model), True)
 
@@ -204,6 +229,7 @@ class BenchReportHook(Hook):
             "seed": runner.seed,
             "dataset": cfg.get("dataset_name", "unknown"),
             "metrics": metrics,
+            "evaluated_samples": self.evaluated_samples,
             "primary_metric": primary,
             "higher_is_better": bool(cfg.get("higher_is_better", True)),
             "epochs": runner.epoch,
@@ -254,6 +280,10 @@ def read_report(path) -> dict:
     if report["primary_metric"] not in report["metrics"]:
         raise DataFormatError(path, "primary_metric",
                               f"{report['primary_metric']!r} is not a key of metrics")
+    samples = report.get("evaluated_samples")  # absent from reports written before it existed
+    if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool)
+                                or samples < 0):
+        raise DataFormatError(path, "evaluated_samples", f"{samples!r} is not a count")
     if "machine" in report:
         if not isinstance(report["machine"], dict):
             raise DataFormatError(path, "machine", "is not an object")
