@@ -265,10 +265,32 @@ def run_aggregate_tool(*args):
     return 0
 
 
+def edited(change):
+    """A corruption that loads the report, applies ``change`` to it and writes it back."""
+    def corrupt(path):
+        report = json.loads(path.read_text())
+        change(report)
+        path.write_text(json.dumps(report))  # json.dumps writes bare NaN / Infinity
+    return corrupt
+
+
 @pytest.mark.parametrize("corrupt, field", [
     (lambda path: path.write_text('{"task": "classification",'), "malformed JSON"),
     (lambda path: path.write_text(json.dumps({
         k: v for k, v in json.loads(path.read_text()).items() if k != "metrics"})), "metrics"),
+    (edited(lambda r: r["metrics"].update({"mesh/pa_mpjpe": float("nan")})),
+     "metrics.mesh/pa_mpjpe: nan is not a finite number"),
+    (edited(lambda r: r["metrics"].update({"mesh/pve": float("inf")})),
+     "metrics.mesh/pve: inf is not a finite number"),
+    (edited(lambda r: r.update(curves={"train/loss": {"step": [1, 2], "value": [0.5]}})),
+     "curves.train/loss: 2 steps but 1 values"),
+    (edited(lambda r: r.update(curves={"train/loss": {"step": [1], "value": ["low"]}})),
+     "curves.train/loss.value: holds a value that is not a number"),
+    (edited(lambda r: r.update(curves=[1, 2])), "curves: is not an object"),
+    (edited(lambda r: r["attention_layers"].append(
+        {"name": "x", "method": "dropkey", "drop_ratio": "0.1"})),
+     r"attention_layers\[\d+\].drop_ratio: '0.1' is not a ratio"),
+    (edited(lambda r: r.update(base_drop_ratio=1.5)), "base_drop_ratio: is not a ratio"),
 ])
 def test_malformed_report_names_the_file_and_writes_nothing(suite_dir, tmp_path, capsys,
                                                             corrupt, field):

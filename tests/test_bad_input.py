@@ -486,3 +486,32 @@ def test_train_tool_refuses_a_validation_image_smaller_than_its_entry(run_tool, 
                       NO_TENSORBOARD)
     assert_refused(result, work, "instances_val.json: images[1].width/height: 64x64, but the "
                                  f"image {image['file_name']} is 32x32")
+
+
+def tool_arguments(config, *cfg_options):
+    """The arguments tools/train.py parses for CONFIG [--cfg-options ...]."""
+    import argparse
+
+    from tasks.common.cli import add_common_arguments
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config")
+    add_common_arguments(parser)
+    return parser.parse_args([str(config), "--work-dir", "unused",
+                              *(["--cfg-options", *cfg_options] if cfg_options else [])])
+
+
+@pytest.mark.parametrize("make, cfg_options, field", [
+    (lambda d: d / "missing.py", (), "config: file not found"),
+    (lambda d: (d / "broken.py").write_text("x = [\n") and d / "broken.py", (),
+     "line 1: invalid Python"),
+    (lambda d: REPO / "configs/classification/vit-mini_none_embedded.py",
+     ("train_cfg.max_epochs=0",), "train_cfg.max_epochs: 0 is not a positive whole number"),
+    (lambda d: REPO / "configs/classification/vit-mini_none_embedded.py",
+     ("train_cfg.max_epochs=2.5",), "train_cfg.max_epochs: 2.5 is not a positive whole number"),
+])
+def test_config_errors_are_one_line_before_any_runner(tmp_path, make, cfg_options, field):
+    from tasks.common.cli import load_config
+    config = make(tmp_path)
+    with pytest.raises(DataFormatError, match=field) as err:
+        load_config(tool_arguments(config, *cfg_options))
+    assert err.value.path == str(config)

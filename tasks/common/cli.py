@@ -36,9 +36,20 @@ def load_config(args: argparse.Namespace) -> Config:
     """``args.config`` with the common arguments applied."""
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)
-    cfg = Config.fromfile(args.config)
+    if not Path(args.config).is_file():
+        raise DataFormatError(args.config, "config", "file not found")
+    try:
+        cfg = Config.fromfile(args.config)
+    except SyntaxError as err:
+        raise DataFormatError(args.config, f"line {err.lineno}",
+                              f"invalid Python: {err.msg}") from None
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
+                               or epochs < 1):  # mmengine would fail building the schedulers
+        raise DataFormatError(args.config, "train_cfg.max_epochs",
+                              f"{epochs!r} is not a positive whole number of epochs")
     cfg.launcher = args.launcher
     if args.launcher == "slurm":
         set_slurm_master_port()

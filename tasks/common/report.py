@@ -28,7 +28,6 @@ import torch
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-from mmengine.runner import BaseLoop
 
 from dropkey_core import attention_entropy, attention_layers, set_attention_stats
 
@@ -153,12 +152,6 @@ class BenchReportHook(Hook):
     def after_train(self, runner):
         self.train_seconds = time.perf_counter() - self.train_started
 
-    def before_run(self, runner):
-        for loop in (runner._val_loop, runner._test_loop):  # those this run has built
-            if isinstance(loop, BaseLoop):
-                for metric in loop.evaluator.metrics:
-                    metric.compute_metrics = self._counting(metric.compute_metrics)
-
     def _counting(self, compute_metrics):
         """``compute_metrics`` that records how many results it gets (on the main process,
         after mmengine collected the ranks' results and dropped the padding); with several
@@ -167,9 +160,13 @@ class BenchReportHook(Hook):
             self.evaluated_samples = len(results) if self.evaluated_samples is None \
                 else min(self.evaluated_samples, len(results))
             return compute_metrics(results)
+        compute.counted = True
         return compute
 
-    def _start_eval(self, runner):
+    def _start_eval(self, loop, runner):
+        for metric in loop.evaluator.metrics:
+            if not getattr(metric.compute_metrics, "counted", False):
+                metric.compute_metrics = self._counting(metric.compute_metrics)
         self.evaluated_samples = None
         if self.record_entropy:
             set_attention_stats(unwrap(runner.model), True)
@@ -181,10 +178,10 @@ class BenchReportHook(Hook):
             set_attention_stats(unwrap(runner.model), False)
 
     def before_val_epoch(self, runner):
-        self._start_eval(runner)
+        self._start_eval(runner.val_loop, runner)
 
     def before_test_epoch(self, runner):
-        self._start_eval(runner)
+        self._start_eval(runner.test_loop, runner)
 
     def after_val_epoch(self, runner, metrics=None):
         self._end_eval(runner, metrics)
@@ -274,9 +271,13 @@ def read_report(path) -> dict:
             raise DataFormatError(path, field, "missing")
         if not isinstance(report[field], kind) or isinstance(report[field], bool) and kind is not bool:
             raise DataFormatError(path, field, f"has type {type(report[field]).__name__}")
+    _check_finite(path, report, "")
     for key, value in report["metrics"].items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not _is_number(value):
             raise DataFormatError(path, f"metrics.{key}", "is not a number")
+    if "base_drop_ratio" in report and not _is_ratio(report["base_drop_ratio"]):
+        raise DataFormatError(path, "base_drop_ratio", "is not a ratio in [0, 1)")
+    _check_curves(path, report.get("curves", {}))
     if report["primary_metric"] not in report["metrics"]:
         raise DataFormatError(path, "primary_metric",
                               f"{report['primary_metric']!r} is not a key of metrics")
@@ -297,4 +298,48 @@ def read_report(path) -> dict:
         if not isinstance(layer, dict) or not {"name", "method", "drop_ratio"} <= set(layer):
             raise DataFormatError(path, f"attention_layers[{i}]",
                                   "needs name, method and drop_ratio")
+        if not _is_ratio(layer["drop_ratio"]):
+            raise DataFormatError(path, f"attention_layers[{i}].drop_ratio",
+                                  f"{layer['drop_ratio']!r} is not a ratio in [0, 1)")
+        if "entropy" in layer and not _is_number(layer["entropy"]):
+            raise DataFormatError(path, f"attention_layers[{i}].entropy", "is not a number")
     return report
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_ratio(value) -> bool:
+    return _is_number(value) and 0.0 <= value < 1.0
+
+
+def _check_finite(path, value, where: str) -> None:
+    """No NaN or infinity anywhere: Python's json reads the bare ``NaN``/``Infinity`` that
+    strict JSON forbids, and one of them in a metric would poison every mean it enters."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataFormatError(path, where or "<root>", f"{value} is not a finite number")
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        _check_finite(path, item, f"{where}[{key}]" if isinstance(key, int) else
+                      f"{where}.{key}" if where else str(key))
+
+
+def _check_curves(path, curves) -> None:
+    """``curves`` maps a key to equally long lists of integer ``step`` and number ``value``
+    (null where a logged value was not finite, e.g. the loss of a diverged step)."""
+    if not isinstance(curves, dict):
+        raise DataFormatError(path, "curves", "is not an object")
+    for key, curve in curves.items():
+        where = f"curves.{key}"
+        if not isinstance(curve, dict) or not isinstance(curve.get("step"), list) \
+                or not isinstance(curve.get("value"), list):
+            raise DataFormatError(path, where, "needs lists 'step' and 'value'")
+        if len(curve["step"]) != len(curve["value"]):
+            raise DataFormatError(path, where, f"{len(curve['step'])} steps but "
+                                  f"{len(curve['value'])} values")
+        if not all(isinstance(step, int) and not isinstance(step, bool) for step in curve["step"]):
+            raise DataFormatError(path, f"{where}.step", "holds a value that is not an integer")
+        if not all(value is None or _is_number(value) for value in curve["value"]):
+            raise DataFormatError(path, f"{where}.value", "holds a value that is not a number")
