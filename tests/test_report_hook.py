@@ -18,13 +18,21 @@ class FakeClock:
         return self.now
 
 
+class CountingMetric:
+    """A metric whose ``compute_metrics`` the evaluator calls with the collected results."""
+
+    def compute_metrics(self, results):
+        return {"top1": sum(results) / len(results)}
+
+
 def fake_runner(work_dir, batch_size=4):
     cfg = Config(dict(task="classification", dataset_name="digits", primary_metric="cls/top1",
                       higher_is_better=True, dropkey=dict(variant="dropkey-dec")))
+    loop = SimpleNamespace(evaluator=SimpleNamespace(metrics=[CountingMetric()]))
     return SimpleNamespace(
         cfg=cfg, model=torch.nn.Linear(2, 2), work_dir=str(work_dir), seed=0, epoch=1, iter=3,
         train_dataloader=SimpleNamespace(batch_size=batch_size),
-        message_hub=SimpleNamespace(log_scalars={}))
+        message_hub=SimpleNamespace(log_scalars={}), val_loop=loop, test_loop=loop)
 
 
 def evaluated_hook(runner) -> BenchReportHook:
@@ -96,3 +104,14 @@ def test_a_run_without_evaluation_writes_no_report(tmp_path):
     with pytest.raises(RuntimeError, match="no evaluation metrics"):
         BenchReportHook(record_entropy=False).after_run(runner)
     assert not (tmp_path / REPORT_NAME).exists()
+
+
+def test_evaluated_samples_are_the_results_the_metrics_received(tmp_path):
+    runner = fake_runner(tmp_path)
+    hook = BenchReportHook(record_entropy=False)
+    for results in ([1, 0, 1, 1], [1, 0, 1]):  # the last evaluation counts
+        hook.before_val_epoch(runner)
+        metric = runner.val_loop.evaluator.metrics[0]
+        assert metric.compute_metrics(results) == {"top1": sum(results) / len(results)}
+        hook.after_val_epoch(runner, metrics={"cls/top1": 0.75})
+    assert hook.build_report(runner)["evaluated_samples"] == 3
