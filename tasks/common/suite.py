@@ -9,19 +9,27 @@ override ``variants``/``seeds`` and set
   config, so this one knob shortens the whole schedule consistently;
 - ``cfg_options``: dotted keys as for ``--cfg-options`` (they win over what ``epochs`` sets);
 - ``config``: a glob template naming the task's config per variant (default: the task's one
-  embedded config per variant).
+  embedded config per variant);
+- ``resources``: what one run needs on Slurm (``gpus_per_node``, ``nodes``, ``cpus_per_task``,
+  ``mem_gb``, ``time_min``, ``partition``, ``sbatch`` extra options), over the suite-level
+  ``resources`` dict and :data:`tasks.common.slurm.RESOURCE_DEFAULTS`.
 
 Every run gets ``WORK_DIR/<task>/<variant>/seed<k>/`` holding the run's own work dir contents,
 ``run.log`` (its stdout and stderr) and ``run_status.json`` (pending, running, ok or failed, with
-the reason and the log's tail), which the aggregation reads to list runs that produced no report.
+the reason and the log's tail; the executor and, on Slurm, the job id and its last known state),
+which the aggregation reads to list runs that produced no report and a rerun reads to follow
+jobs that are still queued or running instead of submitting them again.
 Task names and variant labels become directory names, so both are checked to be path-safe when
 the suite file is read.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -30,10 +38,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from statistics import mean
 from typing import Callable, Iterable, Optional
 
 from mmengine.config import Config
 
+from . import slurm
 from .files import DataFormatError, write_json_atomic
 from .report import REPO_ROOT, REPORT_NAME, read_report
 from .variants import check_label
@@ -47,7 +57,7 @@ STATUS_NAME = "run_status.json"
 RUN_STATES = ("pending", "running", "ok", "failed")
 LOG_NAME = "run.log"
 ERROR_TAIL_LINES = 40
-TASK_KEYS = {"cfg_options", "variants", "seeds", "config", "epochs"}
+TASK_KEYS = {"cfg_options", "variants", "seeds", "config", "epochs", "resources"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -60,14 +70,19 @@ class PlannedRun:
     config: Optional[Path]
     config_error: str = ""  # why ``config`` is None
     cfg_options: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=lambda: dict(slurm.RESOURCE_DEFAULTS))
 
     @property
     def name(self) -> str:
         return f"{self.task}/{self.variant}/seed{self.seed}"
 
-    def command(self) -> list[str]:
+    def command(self, resume: bool = False, launcher: Optional[str] = None) -> list[str]:
         command = [sys.executable, str(TRAIN_SCRIPT), str(self.config),
                    "--work-dir", str(self.work_dir), "--seed", str(self.seed)]
+        if resume:
+            command.append("--resume")
+        if launcher:
+            command += ["--launcher", launcher]
         if self.cfg_options:
             command.append("--cfg-options")
             command += [f"{key}={format_option(value)}" for key, value in self.cfg_options.items()]
@@ -131,7 +146,8 @@ def epochs_options(epochs: int) -> dict:
             "default_hooks.checkpoint.interval": epochs}
 
 
-def _task_options(path, task: str, options, variants: list, seeds: list) -> dict:
+def _task_options(path, task: str, options, variants: list, seeds: list,
+                  resources: dict) -> dict:
     where = f"tasks.{task}"
     if not isinstance(task, str) or not TASK_PATTERN.match(task):
         raise DataFormatError(path, where, f"{task!r} is not a task name (lower-case letters, "
@@ -159,11 +175,14 @@ def _task_options(path, task: str, options, variants: list, seeds: list) -> dict
         seeds=_check_list(path, f"{where}.seeds", options.get("seeds", seeds), int),
         cfg_options=dict(cfg_options),
         config=_check_template(path, f"{where}.config",
-                               options.get("config", DEFAULT_CONFIG_TEMPLATE)))
+                               options.get("config", DEFAULT_CONFIG_TEMPLATE)),
+        resources=slurm.check_resources(path, f"{where}.resources",
+                                        options.get("resources", {}), resources))
 
 
 def load_suite(suite: str) -> dict:
-    """Read and validate a suite config; returns {task: {variants, seeds, cfg_options, config}}.
+    """Read and validate a suite config; returns {task: {variants, seeds, cfg_options, config,
+    resources}}.
 
     Every task name and variant label is checked here, before any path is built from it.
     """
@@ -177,7 +196,8 @@ def load_suite(suite: str) -> dict:
     seeds = _check_list(path, "seeds", cfg.seeds, int)
     if not isinstance(cfg.tasks, dict) or not cfg.tasks:
         raise DataFormatError(path, "tasks", "expected a non-empty dict of task name -> options")
-    return {task: _task_options(path, task, options, variants, seeds)
+    resources = slurm.check_resources(path, "resources", cfg.get("resources", {}))
+    return {task: _task_options(path, task, options, variants, seeds, resources)
             for task, options in cfg.tasks.items()}
 
 
@@ -207,7 +227,8 @@ def plan_runs(tasks: dict, work_dir,
             for seed in options["seeds"]:
                 runs.append(PlannedRun(task, variant, seed,
                                        work_dir / task / variant / f"seed{seed}",
-                                       config, error, options["cfg_options"]))
+                                       config, error, options["cfg_options"],
+                                       options["resources"]))
     return runs
 
 
@@ -223,6 +244,10 @@ def threads_per_run(jobs: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // jobs)
 
 
+def thread_env(threads: int) -> dict:
+    return {name: str(threads) for name in THREAD_VARIABLES}
+
+
 def _log_tail(path: Path) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -231,18 +256,74 @@ def _log_tail(path: Path) -> str:
     return "\n".join(lines[-ERROR_TAIL_LINES:])
 
 
-def _write_status(run: PlannedRun, status: str, **extra) -> dict:
+def _write_status(run: PlannedRun, status: str, executor: str = "local", **extra) -> dict:
     record = dict(task=run.task, variant=run.variant, seed=run.seed,
-                  config=str(run.config) if run.config else None, status=status, **extra)
+                  config=str(run.config) if run.config else None, status=status,
+                  executor=executor, **extra)
     write_json_atomic(run.work_dir / STATUS_NAME, record)
     return record
+
+
+def read_run_status(run: PlannedRun) -> Optional[dict]:
+    """The run's last ``run_status.json``, or None when there is none (or it is unreadable)."""
+    try:
+        record = json.loads((run.work_dir / STATUS_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def eta_seconds(durations: dict[str, list[float]], remaining: dict[str, int],
+                parallel: int) -> Optional[float]:
+    """Time to finish ``remaining`` runs per task, ``parallel`` at a time, at the mean duration of
+    the task's finished runs (of all finished runs for a task with none); None before any."""
+    finished = [seconds for task_seconds in durations.values() for seconds in task_seconds]
+    if not finished:
+        return None
+    work = sum(count * mean(durations.get(task) or finished) for task, count in remaining.items())
+    return work / max(1, parallel)
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+class Progress:
+    """Progress lines of a suite: ``[done/total] status run (seconds, reason); elapsed; ETA``."""
+
+    def __init__(self, runs: list[PlannedRun], parallel: int, echo: Callable[[str], None]):
+        self.remaining = {}
+        for run in runs:
+            self.remaining[run.task] = self.remaining.get(run.task, 0) + 1
+        self.total, self.done, self.parallel, self.echo = len(runs), 0, parallel, echo
+        self.durations: dict[str, list[float]] = {}
+        self.started = time.perf_counter()
+        self.lock = threading.Lock()
+
+    def finished(self, run: PlannedRun, status: dict) -> None:
+        with self.lock:
+            self.done += 1
+            self.remaining[run.task] -= 1
+            if status["status"] == "ok" and status.get("seconds"):
+                self.durations.setdefault(run.task, []).append(status["seconds"])
+            seconds = status.get("seconds")
+            detail = ", ".join(([f"{seconds:.0f} s"] if seconds is not None else []) + (
+                [status["reason"]] if status["status"] == "failed" else []))
+            eta = eta_seconds(self.durations, self.remaining, self.parallel)
+            eta = f"; ETA {format_duration(eta)}" if self.done < self.total else ""
+            self.echo(f"[{self.done}/{self.total}] {status['status']:<6} {run.name} ({detail}); "
+                      f"elapsed {time.perf_counter() - self.started:.0f} s{eta}")
 
 
 def execute(run: PlannedRun, threads: int) -> dict:
     """Run one training subprocess; returns (and writes) its final status record."""
     if run.config is None:
         return _write_status(run, "failed", reason=run.config_error, seconds=0.0)
-    env = dict(os.environ, **{name: str(threads) for name in THREAD_VARIABLES})
+    env = dict(os.environ, **thread_env(threads))
     command = run.command()
     log = run.work_dir / LOG_NAME
     _write_status(run, "running", command=command, threads=threads, log=str(log))
@@ -263,42 +344,211 @@ def execute(run: PlannedRun, threads: int) -> dict:
     return _write_status(run, "ok", **common)
 
 
-def run_suite(runs: list[PlannedRun], jobs: int = 1, threads: Optional[int] = None,
-              echo: Callable[[str], None] = partial(print, flush=True)) -> dict:
-    """Run what has no valid report yet, ``jobs`` at a time; returns counts by outcome."""
-    threads = threads or threads_per_run(jobs)
+def _runs_to_do(runs: list[PlannedRun], echo) -> list[PlannedRun]:
     todo = []
     for run in sorted(runs, key=lambda r: r.config is not None):  # config-less fail at once
         if has_valid_report(run.work_dir):
             echo(f"[skip] {run.name}: valid {REPORT_NAME} exists")
         else:
             todo.append(run)
+    return todo
+
+
+def run_suite(runs: list[PlannedRun], jobs: int = 1, threads: Optional[int] = None,
+              echo: Callable[[str], None] = partial(print, flush=True)) -> dict:
+    """Run what has no valid report yet, ``jobs`` at a time; returns counts by outcome."""
+    threads = threads or threads_per_run(jobs)
+    todo = _runs_to_do(runs, echo)
     counts = {"skipped": len(runs) - len(todo), "ok": 0, "failed": 0}
     echo(f"{len(todo)} of {len(runs)} runs to do, {jobs} at a time, {threads} thread(s) each")
     for run in todo:
         run.work_dir.mkdir(parents=True, exist_ok=True)
         _write_status(run, "pending")
-    lock = threading.Lock()
+    progress = Progress(todo, jobs, echo)
 
     def start(run):
         if run.config:
-            with lock:
+            with progress.lock:
                 echo(f"[start] {run.name} -> {run.work_dir / LOG_NAME}")
         return execute(run, threads)
 
-    started = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {pool.submit(start, run): run for run in todo}
-        for done, future in enumerate(as_completed(futures), 1):
-            run, status = futures[future], future.result()
+        for future in as_completed(futures):
+            status = future.result()
             counts[status["status"]] += 1
-            detail = f"{status['seconds']:.0f} s" + (
-                f", {status['reason']}" if status["status"] == "failed" else "")
-            with lock:
-                echo(f"[{done}/{len(todo)}] {status['status']:<6} {run.name} ({detail}); "
-                     f"elapsed {time.perf_counter() - started:.0f} s")
+            progress.finished(futures[future], status)
     finally:
         # On Ctrl-C start nothing new; unstarted runs keep status "pending" for the aggregation.
         pool.shutdown(wait=True, cancel_futures=True)
     return counts
+
+
+# --- Slurm -------------------------------------------------------------------------------------
+
+def slurm_threads(run: PlannedRun, threads: Optional[int]) -> int:
+    return threads or run.resources["cpus_per_task"]
+
+
+def slurm_command(run: PlannedRun) -> list[str]:
+    """The run inside its job: always ``--resume`` (from the latest checkpoint, if any), and one
+    distributed run over the job's tasks when it has several."""
+    tasks = run.resources["nodes"] * max(1, run.resources["gpus_per_node"])
+    return run.command(resume=True, launcher="slurm" if tasks > 1 else None)
+
+
+def live_slurm_states(runs: list[PlannedRun]) -> dict[str, tuple[dict, Optional[str]]]:
+    """{run name: (its status record, Slurm's state of its job now)} for runs with a Slurm job."""
+    records = {run.name: read_run_status(run) for run in runs}
+    records = {name: record for name, record in records.items()
+               if record and record.get("executor") == "slurm" and record.get("job_id")}
+    states = slurm.job_states([record["job_id"] for record in records.values()])
+    return {name: (record, states.get(record["job_id"])) for name, record in records.items()}
+
+
+def run_suite_slurm(runs: list[PlannedRun], work_dir, max_parallel: Optional[int] = None,
+                    threads: Optional[int] = None, name: str = "dropkey-suite",
+                    echo: Callable[[str], None] = partial(print, flush=True),
+                    poll_seconds: float = slurm.POLL_SECONDS) -> dict:
+    """Submit every run without a valid report (one job array per resource set), follow jobs still
+    queued or running from an earlier call instead, and wait for all; returns counts by outcome."""
+    slurm.require_slurm()
+    todo = _runs_to_do(runs, echo)
+    live = live_slurm_states(todo)
+    follow = {run.name for run in todo
+              if run.name in live and live[run.name][1] in slurm.ACTIVE_STATES}
+    submit = [run for run in todo if run.config and run.name not in follow]
+    groups: dict[str, list[PlannedRun]] = {}
+    for run in submit:
+        groups.setdefault(json.dumps(run.resources, sort_keys=True), []).append(run)
+    slurm.check_cluster([json.loads(key) for key in groups])  # before anything is submitted
+    counts = {"skipped": len(runs) - len(todo), "ok": 0, "failed": 0}
+    progress = Progress(todo, max_parallel or len(todo), echo)
+    for run in todo:
+        if run.config is None:
+            counts["failed"] += 1
+            progress.finished(run, _write_status(run, "failed", "slurm", reason=run.config_error))
+    folder = Path(work_dir).resolve() / slurm.JOB_FOLDER
+    jobs = {}  # job id -> (run, its status record)
+    for run in todo:
+        if run.name in follow:
+            record, state = live[run.name]
+            jobs[record["job_id"]] = (run, record)
+            echo(f"[follow] {run.name}: Slurm job {record['job_id']} {state}")
+    setup = [f"export PYTHONPATH={shlex.quote(str(REPO_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
+    for group in groups.values():
+        train_jobs = []
+        for run in group:
+            run.work_dir.mkdir(parents=True, exist_ok=True)
+            train_jobs.append(slurm.TrainJob(
+                slurm_command(run), str(run.work_dir / LOG_NAME),
+                thread_env(slurm_threads(run, threads)), str(REPO_ROOT)))
+        job_ids = slurm.submit_array(train_jobs, group[0].resources, folder, name, max_parallel,
+                                     setup)
+        for run, job, job_id in zip(group, train_jobs, job_ids):
+            jobs[job_id] = (run, _write_status(
+                run, "pending", "slurm", job_id=job_id, slurm_state="PENDING",
+                command=job.command, threads=slurm_threads(run, threads),
+                log=str(run.work_dir / LOG_NAME), submitted=time.time()))
+        echo(f"[submit] {len(group)} run(s) as job array {job_ids[0].split('_')[0]} "
+             f"({shlex.join(slurm.sbatch_flags(slurm.sbatch_parameters(group[0].resources)))})")
+
+    def on_state(job_id: str, state: Optional[str]) -> bool:
+        run, record = jobs[job_id]
+        if state in slurm.ACTIVE_STATES:
+            if state != record.get("slurm_state"):
+                status = "pending" if state in slurm.QUEUED_STATES else "running"
+                jobs[job_id] = (run, _write_status(run, status, **{
+                    **_without_state(record), "slurm_state": state}))
+            return False
+        status = _finished_status(run, record, folder, state)
+        counts[status["status"]] += 1
+        progress.finished(run, status)
+        return True
+
+    slurm.follow(list(jobs), on_state, poll_seconds)
+    return counts
+
+
+def _without_state(record: dict) -> dict:
+    return {key: value for key, value in record.items()
+            if key not in ("task", "variant", "seed", "config", "status")}
+
+
+def _finished_status(run: PlannedRun, record: dict, folder: Path, state: Optional[str]) -> dict:
+    """The final status of a run whose job ended (``state`` None: Slurm forgot it)."""
+    job_id = record["job_id"]
+    error, seconds = slurm.job_outcome(folder, job_id)
+    common = {**_without_state(record), "slurm_state": state or "UNKNOWN"}
+    if seconds is not None:
+        common["seconds"] = seconds
+    if has_valid_report(run.work_dir):
+        return _write_status(run, "ok", **common)
+    reason = f"Slurm job {job_id} ended {state or 'unknown to Slurm'}" + (
+        f": {error}" if error else "")
+    tail = _log_tail(run.work_dir / LOG_NAME) or _log_tail(slurm.submitit_log(folder, job_id))
+    return _write_status(run, "failed", **common, reason=reason, error_tail=tail)
+
+
+def cancel_suite(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> int:
+    """``scancel`` the suite's queued and running jobs; returns how many."""
+    slurm.require_slurm()
+    live = {name: (record, state) for name, (record, state) in live_slurm_states(runs).items()
+            if state in slurm.ACTIVE_STATES}
+    slurm.cancel([record["job_id"] for record, _ in live.values()])
+    for run in runs:
+        if run.name in live:
+            record, state = live[run.name]
+            _write_status(run, "failed", **{**_without_state(record), "slurm_state": "CANCELLED"},
+                          reason=f"cancelled with --cancel while {state}")
+            echo(f"[cancel] {run.name}: Slurm job {record['job_id']}")
+    return len(live)
+
+
+PROGRESS_COLUMNS = ("done", "running", "queued", "failed", "not started")
+
+
+def suite_progress(runs: list[PlannedRun]) -> tuple[dict[str, dict[str, int]], dict]:
+    """({task: {column: runs}}, {task: [finished runs' seconds]}) from the suite's files and, for
+    runs on Slurm, their jobs' live states."""
+    live = live_slurm_states(runs) if shutil.which("squeue") else {}
+    table: dict[str, dict[str, int]] = {}
+    durations: dict[str, list[float]] = {}
+    for run in runs:
+        record = read_run_status(run)
+        if has_valid_report(run.work_dir):
+            column = "done"
+            if record and record.get("seconds"):
+                durations.setdefault(run.task, []).append(record["seconds"])
+        elif run.name in live and live[run.name][1] in slurm.ACTIVE_STATES:
+            column = "queued" if live[run.name][1] in slurm.QUEUED_STATES else "running"
+        elif record is None:
+            column = "not started"
+        elif run.name in live or record.get("status") == "failed":
+            column = "failed"  # a Slurm job that ended without a report counts as failed
+        else:
+            column = {"pending": "queued", "running": "running"}.get(record["status"], "failed")
+        table.setdefault(run.task, dict.fromkeys(PROGRESS_COLUMNS, 0))[column] += 1
+    return table, durations
+
+
+def format_progress(table: dict[str, dict[str, int]], durations: dict[str, list[float]],
+                    parallel: Optional[int] = None) -> str:
+    width = max(len("task"), *map(len, table))
+    lines = [f"{'task':<{width}}  " + "  ".join(PROGRESS_COLUMNS)]
+    for task, counts in table.items():
+        lines.append(f"{task:<{width}}  " + "  ".join(
+            f"{counts[column]:>{len(column)}}" for column in PROGRESS_COLUMNS))
+    remaining = {task: sum(counts.values()) - counts["done"] for task, counts in table.items()}
+    running = sum(counts["running"] for counts in table.values())
+    parallel = parallel or max(1, running)
+    eta = eta_seconds(durations, remaining, parallel)
+    lines.append(f"ETA {format_duration(eta)} for {sum(remaining.values())} unfinished run(s), "
+                 f"{parallel} at a time" + ("" if eta is not None else " (no finished run yet)"))
+    return "\n".join(lines)
+
+
+def holds_suite(runs: list[PlannedRun]) -> bool:
+    return any((run.work_dir / STATUS_NAME).exists() or (run.work_dir / REPORT_NAME).exists()
+               for run in runs)
