@@ -245,11 +245,15 @@ def test_cancelled_job_is_followed_then_resubmitted_and_resumes(cluster, tmp_pat
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_job_over_its_time_limit_requeues_and_finishes(cluster, tmp_path):
-    """One minute of Slurm time for a run of over a minute; the requeue signal 30 s before."""
+    """Three minutes of Slurm time for a run of more; the requeue signal 60 s before the limit.
+
+    Slurm may send the signal up to a minute early, so the limit leaves a minute after each
+    start: a signal during the job's start-up, before submitit handles it, would kill the job.
+    """
     run = "classification/none/seed0"
     suite = write_suite(tmp_path / "long.py", {"classification": {
-        "epochs": 30, "cfg_options": {"default_hooks.checkpoint.interval": 1},
-        "resources": {"time_min": 1, "sbatch": {"signal": "USR2@30"}}}})
+        "epochs": 150, "cfg_options": {"default_hooks.checkpoint.interval": 1},
+        "resources": {"time_min": 3, "sbatch": {"signal": "USR2@60"}}}})
     work = tmp_path / "w"
     result = suite_tool(suite, "--work-dir", work, "--executor", "slurm", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -258,7 +262,7 @@ def test_job_over_its_time_limit_requeues_and_finishes(cluster, tmp_path):
     log = (work / run / "run.log").read_text()
     assert f"=== Slurm job {status['job_id']} (restart 1)" in log
     assert "resumed epoch: " in log
-    assert read_report(work / run / "report.json")["epochs"] == 30
+    assert read_report(work / run / "report.json")["epochs"] == 150
 
 
 @pytest.mark.slurm
