@@ -73,7 +73,11 @@ EOF
   [ "$old" != "$(cat "$CONF")" ]
 }
 
-running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the daemon of pid file $1 (slurmctld.pid -> slurmctld) runs; the name is checked because
+# after a restart of the machine another process may hold a pid of the earlier boot.
+running() {
+  [ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$(basename "$1" .pid)" ]
+}
 
 start() {
   install_packages
