@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop
 from mmengine.logging import HistoryBuffer
 from mmengine.registry import HOOKS
 
 from .files import DataFormatError, write_atomic
+from .hooks import unwrap
 
 LOCK_NAME = ".run.lock"
 STAGING_SUFFIX = ".partial"  # a checkpoint being written; renamed into place when complete
@@ -242,8 +242,8 @@ class SafeCheckpointHook(CheckpointHook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._loaded_random_states = checkpoint.get("meta", {}).get("random_states")
         if not isinstance(runner._train_loop, BaseLoop):  # test or val: the weights must fit
-            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-            check_fits_model(checkpoint, model, runner.cfg.get("load_from") or "checkpoint")
+            check_fits_model(checkpoint, unwrap(runner.model),
+                             runner.cfg.get("load_from") or "checkpoint")
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
