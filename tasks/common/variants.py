@@ -4,14 +4,19 @@ A config selects one with ``dropkey = dict(variant='dropkey-dec')`` and may over
 fields (``dropkey.drop_ratio=0.2``); the suite, the report and the aggregation's ordering and
 baselines read the same table. Labels are the directory names of a suite's runs, so they are
 restricted to a path-safe alphabet.
+
+A label may carry its base ratio: ``dropkey-dec-p0.3`` is ``dropkey-dec`` at ratio 0.3. A
+ratio sweep then needs no new table entry and no new config, and its runs stay apart in every
+directory, report and table, because the label differs.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+RATIO_SUFFIX = re.compile(r"^(?P<base>.+)-p(?P<ratio>0(?:\.[0-9]+)?)$")
 
 
 @dataclass(frozen=True)
@@ -23,11 +28,14 @@ class Variant:
     drop_ratio: float
     block_size: Optional[int] = None
     description: str = ""
+    # the last ``dropkey.finetune_epochs`` epochs (a config value: it belongs to the task's
+    # schedule) train with the regulariser off: the paper's short fine-tune without DropKey
+    finetune_tail: bool = False
 
     def injection(self) -> dict:
         """The ``inject_dropkey`` keyword arguments of this variant."""
         options = {key: value for key, value in asdict(self).items()
-                   if key != "description" and value is not None}
+                   if key not in ("description", "finetune_tail") and value is not None}
         return options
 
 
@@ -46,6 +54,12 @@ VARIANTS: dict[str, Variant] = {
     "dropkey-block": Variant("dropkey_block", "linear_decrease", 0.1, block_size=3,
                              description="structured DropKey: 3x3 windows of the key grid, "
                                          "decreasing"),
+    "dropkey-cross": Variant("dropkey_cross", "linear_decrease", 0.1,
+                             description="structured DropKey: whole rows and columns of the key "
+                                         "grid, decreasing"),
+    "dropkey-dec-ft": Variant("dropkey", "linear_decrease", 0.1, finetune_tail=True,
+                              description="dropkey-dec, then a fine-tune tail with the regulariser "
+                                          "off (the paper's inference alignment)"),
     "dropkey-column": Variant("dropkey_column", "linear_decrease", 0.1,
                               description="column-wise DropKey (HiddenKey): the same keys dropped "
                                           "for every query of a head, decreasing"),
@@ -64,14 +78,32 @@ def check_label(label: str, where: str = "variant") -> str:
     return label
 
 
+def split_label(label: str) -> tuple[str, Optional[float]]:
+    """(base label, ratio the label carries or None): ``dropkey-dec-p0.3`` -> (dropkey-dec, 0.3)."""
+    match = RATIO_SUFFIX.match(label) if label not in VARIANTS else None
+    return (match["base"], float(match["ratio"])) if match else (label, None)
+
+
 def get_variant(label: str) -> Variant:
+    """The variant of ``label``, with the ratio a ``-p<ratio>`` suffix gives."""
     check_label(label)
-    if label not in VARIANTS:
-        raise ValueError(f"unknown variant {label!r}; known: {', '.join(VARIANTS)}")
-    return VARIANTS[label]
+    base, ratio = split_label(label)
+    if base not in VARIANTS:
+        raise ValueError(f"unknown variant {label!r}; known: {', '.join(VARIANTS)}, each "
+                         "optionally with a ratio suffix such as -p0.2")
+    variant = VARIANTS[base]
+    if ratio is None:
+        return variant
+    if variant.method == "none":
+        raise ValueError(f"variant {label!r}: {base!r} has no ratio to set")
+    return replace(variant, drop_ratio=ratio)
 
 
 def variant_order(label: str) -> tuple:
-    """Sort key: registry order for the known variants, then the others alphabetically."""
+    """Sort key: registry order of the base label, then its ratio, then unknown labels
+    alphabetically."""
     labels = list(VARIANTS)
-    return (labels.index(label) if label in labels else len(labels), label)
+    base, ratio = split_label(label)
+    if base not in labels:
+        return (len(labels), -1.0, label)
+    return (labels.index(base), -1.0 if ratio is None else ratio, label)
