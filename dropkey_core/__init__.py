@@ -3,7 +3,7 @@ layer-wise schedules, injection into existing models and attention statistics. D
 only."""
 from .adapters import UNTOUCHED, register_adapter
 from .attention import (DropKeyAttentionMixin, DropKeyMultiheadAttention, DropKeySettings,
-                        row_entropy)
+                        row_entropy, sampling_in_eval, set_regularisation)
 from .chunked import chunked_dropkey_attention
 from .functional import (BACKENDS, AttentionPlan, dropkey_attention, plan_attention,
                          sample_method_keep_mask)
@@ -24,6 +24,7 @@ __all__ = [
     "sample_column_keep_mask", "sample_head_keep_mask", "restore_empty_rows",
     "layer_drop_ratios",
     "DropKeySettings", "DropKeyAttentionMixin", "DropKeyMultiheadAttention", "row_entropy",
+    "set_regularisation", "sampling_in_eval",
     "inject_dropkey", "attention_layers", "AttentionLayer", "set_attention_stats",
     "attention_entropy", "register_adapter",
 ]

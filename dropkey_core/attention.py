@@ -2,12 +2,15 @@
 
 ``DropKeyAttentionMixin`` holds the per-layer settings and the entropy meter; both the native
 ``DropKeyMultiheadAttention`` and the adapters that ``inject_dropkey`` puts on existing modules
-route their attention through its ``_attend``.
+route their attention through its ``_attend``. :func:`set_regularisation` and
+:func:`sampling_in_eval` switch the regulariser of a whole model without touching the per-layer
+methods and ratios: off in training (a fine-tune tail), or on in eval (Monte-Carlo evaluation).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -32,6 +35,11 @@ class DropKeySettings:
     # The only caller keeps the output and drops the weights it asks for (e.g. mmcv's wrapper of
     # nn.MultiheadAttention): skip forming them, so the fused kernels run.
     weights_discarded: bool = False
+    # False: training computes what eval does (a fine-tune tail), while ``method`` and
+    # ``drop_ratio`` keep recording what the layer was trained with (see set_regularisation).
+    regularise: bool = True
+    # True: masks are drawn in eval mode too, for Monte-Carlo evaluation (see sampling_in_eval).
+    sample_in_eval: bool = False
     entropy_sum: float = field(default=0.0, repr=False)
     entropy_rows: int = field(default=0, repr=False)
 
@@ -58,11 +66,16 @@ class DropKeyAttentionMixin:
 
     def _attend(self, q, k, v, attn_mask: Optional[torch.Tensor] = None, need_weights: bool = False,
                 scale: Optional[float] = None):
-        """Attention over (B, H, N, D) tensors; returns ``(out, weights or None)``."""
+        """Attention over (B, H, N, D) tensors; returns ``(out, weights or None)``.
+
+        Entropy is recorded in deterministic eval passes only, so Monte-Carlo passes leave the
+        meters as the plain evaluation fills them.
+        """
         settings = self.dropkey
-        record = settings.record_stats and not self.training
+        stochastic = settings.regularise if self.training else settings.sample_in_eval
+        record = settings.record_stats and not self.training and not stochastic
         out = dropkey_attention(
-            q, k, v, settings.drop_ratio, method=settings.method, training=self.training,
+            q, k, v, settings.drop_ratio, method=settings.method, training=stochastic,
             attn_mask=attn_mask, need_weights=need_weights or record, scale=scale,
             **settings.mask_options())
         if not (need_weights or record):
@@ -74,6 +87,40 @@ class DropKeyAttentionMixin:
             settings.entropy_sum += float(entropy.sum())
             settings.entropy_rows += entropy.numel()
         return out, weights
+
+
+def _regularised_layers(model: nn.Module) -> list[DropKeyAttentionMixin]:
+    return [module for module in model.modules() if isinstance(module, DropKeyAttentionMixin)]
+
+
+def set_regularisation(model: nn.Module, active: bool) -> None:
+    """Turn the regulariser of every attention layer of ``model`` off in training
+    (``active=False``: a training forward computes what an eval forward does) or back on.
+
+    The per-layer methods and ratios stay as injected, so the model still reports the schedule
+    it was trained with; ``dropkey-dec-ft`` switches it off for its fine-tune tail.
+    """
+    for layer in _regularised_layers(model):
+        layer.dropkey.regularise = active
+
+
+@contextmanager
+def sampling_in_eval(model: nn.Module) -> Iterator[None]:
+    """Within the block, every attention layer of ``model`` draws its regulariser's masks in
+    eval mode too, at its own ratio and from torch's global generator (so a seeded run repeats
+    them). Nothing else changes mode: batch-norm keeps its running statistics and ordinary
+    dropout stays off, so a pass differs from the deterministic one by the attention masks only.
+    Monte-Carlo evaluation averages several such passes.
+    """
+    layers = _regularised_layers(model)
+    previous = [layer.dropkey.sample_in_eval for layer in layers]
+    for layer in layers:
+        layer.dropkey.sample_in_eval = True
+    try:
+        yield
+    finally:
+        for layer, sampled in zip(layers, previous):
+            layer.dropkey.sample_in_eval = sampled
 
 
 class DropKeyMultiheadAttention(DropKeyAttentionMixin, nn.Module):

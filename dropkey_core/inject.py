@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from .adapters import ADAPTERS, UNTOUCHED, WEIGHTS_DISCARDED_BY, adapted_class, qualified_name
 from .attention import DropKeyAttentionMixin, DropKeySettings
+from .masks import KeyGrid, grid_levels
 from .regularisers import get_regulariser
 from .schedules import layer_drop_ratios
 
@@ -84,7 +85,7 @@ def inject_dropkey(
     include: Optional[str] = None,
     exclude: Optional[str] = None,
     groups: Optional[Iterable[str]] = None,
-    key_grid: Optional[Sequence[int]] = None,
+    key_grid: Optional[KeyGrid] = None,
     num_prefix_keys: Optional[int] = None,
     block_size: int = 3,
     record_stats: bool = False,
@@ -103,13 +104,19 @@ def inject_dropkey(
             each stack gets its own schedule over its own layers. Modules in no group are skipped.
         key_grid, num_prefix_keys: the key grid for the structured methods; by default read from
             the ``patch_embed.grid_size`` and ``num_prefix_tokens`` of the timm model that holds
-            the attention module. A structured method on a stack with no key grid is a
-            ValueError naming the stack; it never runs as unstructured DropKey.
+            the attention module. ``key_grid`` is ``(height, width)`` or, for keys that are the
+            flattened feature maps of several levels one after another, a sequence of them
+            (``((16, 16), (8, 8))``); the structured methods then act within each level. The
+            keys are the prefix keys, then the grid's. A structured method on a stack with no
+            key grid is a ValueError naming the stack here; a grid that does not match the keys
+            is one in the forward. Neither ever runs as unstructured DropKey.
         record_stats: record the mean attention entropy of each layer in eval mode.
 
     Nothing is changed unless every module's settings are valid.
     """
     needs_key_grid = get_regulariser(method).needs_key_grid
+    if key_grid is not None:
+        grid_levels(key_grid)  # a malformed grid fails here, before any module is changed
     owners = _grid_owners(model)
     patterns = [re.compile(g) for g in groups] if groups is not None else [re.compile("")]
 

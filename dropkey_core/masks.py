@@ -5,18 +5,21 @@ Every sampler takes the shape ``(B, H, Nq, Nk)`` of the attention logits and ret
 unstructured sampler draws each entry independently; the column and head samplers draw one entry
 per (batch, head, key) and per (batch, head), shared by every query (and key); the grid samplers
 draw whole windows (``block``) or whole rows and columns (``cross``) of the key grid, per (batch,
-head, query), and never drop prefix tokens such as the class token.
+head, query), and never drop prefix tokens such as the class token. A key grid may have several
+levels (the feature maps of a multi-scale encoder); the grid samplers treat each on its own.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
-Grid = Sequence[int]
+# (height, width), or a sequence of (height, width) levels; see grid_levels
+KeyGrid = Union[Sequence[int], Sequence[Sequence[int]]]
 
 
 def sample_keep_mask(
@@ -70,20 +73,40 @@ def sample_head_keep_mask(
     return sample_keep_mask((*lead, 1, 1), drop_ratio, generator=generator, device=device)
 
 
-def infer_key_grid(num_keys: int, num_prefix_keys: int, key_grid: Optional[Grid]) -> tuple[int, int]:
-    """The (height, width) of the key grid; a square grid is assumed when none is given."""
+def grid_levels(key_grid: KeyGrid) -> tuple[tuple[int, int], ...]:
+    """The levels of a key grid: ``(height, width)`` is one level, a sequence of such pairs is
+    several, whose keys follow each other level by level (a multi-scale encoder attends over its
+    flattened feature maps concatenated). A ValueError naming the value for anything else."""
+    try:
+        single = all(isinstance(side, numbers.Integral) for side in key_grid)
+        levels = [tuple(level) for level in ([key_grid] if single else key_grid)]
+    except TypeError:
+        levels = []
+    if not levels or not all(len(level) == 2 and all(
+            isinstance(side, numbers.Integral) and not isinstance(side, bool) and side > 0
+            for side in level) for level in levels):
+        raise ValueError(f"key_grid {key_grid!r} is neither (height, width) nor a sequence of "
+                         "(height, width) levels of positive integers")
+    return tuple((int(height), int(width)) for height, width in levels)
+
+
+def key_grid_levels(num_keys: int, num_prefix_keys: int,
+                    key_grid: Optional[KeyGrid]) -> tuple[tuple[int, int], ...]:
+    """The (height, width) levels of the keys after the prefix; without ``key_grid``, one square
+    level. A ValueError when the levels do not hold exactly those keys."""
     grid_keys = num_keys - num_prefix_keys
     if key_grid is None:
-        side = math.isqrt(grid_keys)
+        side = math.isqrt(max(grid_keys, 0))
         if side * side != grid_keys:
             raise ValueError(
                 f"{grid_keys} grid keys do not form a square grid; pass key_grid=(height, width)")
-        return side, side
-    height, width = int(key_grid[0]), int(key_grid[1])
-    if height * width != grid_keys:
-        raise ValueError(f"key_grid {height}x{width} does not match {num_keys} keys with "
+        return ((side, side),)
+    levels = grid_levels(key_grid)
+    if sum(height * width for height, width in levels) != grid_keys:
+        shown = " + ".join(f"{height}x{width}" for height, width in levels)
+        raise ValueError(f"key_grid {shown} does not match {num_keys} keys with "
                          f"{num_prefix_keys} prefix keys")
-    return height, width
+    return levels
 
 
 @lru_cache(maxsize=256)
@@ -110,40 +133,46 @@ def _cover_counts(height: int, width: int, block_size: int) -> torch.Tensor:
     return summed[..., :height, :width].round()
 
 
-def _with_prefix(grid_keep: torch.Tensor, num_prefix_keys: int) -> torch.Tensor:
-    if num_prefix_keys == 0:
-        return grid_keep
-    prefix = grid_keep.new_ones(*grid_keep.shape[:-1], num_prefix_keys)
-    return torch.cat([prefix, grid_keep], dim=-1)
+def _join_levels(level_keeps: list[torch.Tensor], num_prefix_keys: int) -> torch.Tensor:
+    """The keep mask over all keys: the prefix keys (always kept), then each level's keys."""
+    first = level_keeps[0]
+    prefix = [first.new_ones(*first.shape[:-1], num_prefix_keys)] if num_prefix_keys else []
+    parts = prefix + level_keeps
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
 def sample_block_keep_mask(
     shape: Sequence[int],
     drop_ratio: float,
     *,
-    key_grid: Optional[Grid] = None,
+    key_grid: Optional[KeyGrid] = None,
     num_prefix_keys: int = 0,
     block_size: int = 3,
     generator: Optional[torch.Generator] = None,
     device=None,
 ) -> torch.Tensor:
-    """Drops square ``block_size`` windows of the key grid (clipped at its edges), per query."""
+    """Drops square ``block_size`` windows of the key grid (clipped at its edges), per query.
+
+    On a grid of several levels each level draws its own windows, which never reach into
+    another level, at the rate that drops a fraction ``drop_ratio`` of that level.
+    """
     *lead, num_keys = shape
-    height, width = infer_key_grid(num_keys, num_prefix_keys, key_grid)
-    block_size = min(block_size, height, width)
-    rate = _block_seed_rate(float(drop_ratio), height, width, block_size)
     rows = math.prod(lead)
-    centres = torch.rand(rows, 1, height, width, generator=generator, device=device) < rate
-    dropped = F.max_pool2d(centres.float(), block_size, stride=1, padding=block_size // 2)
-    grid_keep = dropped[..., :height, :width].reshape(*lead, height * width) == 0
-    return _with_prefix(grid_keep, num_prefix_keys)
+    level_keeps = []
+    for height, width in key_grid_levels(num_keys, num_prefix_keys, key_grid):
+        size = min(block_size, height, width)
+        rate = _block_seed_rate(float(drop_ratio), height, width, size)
+        centres = torch.rand(rows, 1, height, width, generator=generator, device=device) < rate
+        dropped = F.max_pool2d(centres.float(), size, stride=1, padding=size // 2)
+        level_keeps.append(dropped[..., :height, :width].reshape(*lead, height * width) == 0)
+    return _join_levels(level_keeps, num_prefix_keys)
 
 
 def sample_cross_keep_mask(
     shape: Sequence[int],
     drop_ratio: float,
     *,
-    key_grid: Optional[Grid] = None,
+    key_grid: Optional[KeyGrid] = None,
     num_prefix_keys: int = 0,
     generator: Optional[torch.Generator] = None,
     device=None,
@@ -151,15 +180,17 @@ def sample_cross_keep_mask(
     """Drops whole rows and whole columns of the key grid, per query.
 
     Each row and each column is dropped with probability ``r = 1 - sqrt(1 - p)``, so a key
-    survives with probability ``(1 - r) ** 2 = 1 - p``.
+    survives with probability ``(1 - r) ** 2 = 1 - p``. On a grid of several levels, the rows
+    and columns are those of each level.
     """
     *lead, num_keys = shape
-    height, width = infer_key_grid(num_keys, num_prefix_keys, key_grid)
     line_ratio = 1.0 - math.sqrt(1.0 - drop_ratio)
-    row_keep = torch.rand(*lead, height, 1, generator=generator, device=device) >= line_ratio
-    col_keep = torch.rand(*lead, 1, width, generator=generator, device=device) >= line_ratio
-    grid_keep = (row_keep & col_keep).reshape(*lead, height * width)
-    return _with_prefix(grid_keep, num_prefix_keys)
+    level_keeps = []
+    for height, width in key_grid_levels(num_keys, num_prefix_keys, key_grid):
+        row_keep = torch.rand(*lead, height, 1, generator=generator, device=device) >= line_ratio
+        col_keep = torch.rand(*lead, 1, width, generator=generator, device=device) >= line_ratio
+        level_keeps.append((row_keep & col_keep).reshape(*lead, height * width))
+    return _join_levels(level_keeps, num_prefix_keys)
 
 
 def as_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

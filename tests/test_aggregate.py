@@ -26,8 +26,9 @@ from tasks.common.render import (NOT_COMPARED, attention_stack, curve_figure, do
 from tasks.common.report import read_report
 from tasks.common.statistics import (describe, kendalls_w, paired_difference, ranks_best_first,
                                      scaled_interval)
-from tasks.common.summary import aggregate, collect, read_status, summarise
-from tasks.common.variants import VARIANTS
+from tasks.common.summary import (aggregate, collect, finetune_counterpart, read_status,
+                                  summarise)
+from tasks.common.variants import VARIANTS, get_variant
 
 REPO = Path(__file__).resolve().parents[1]
 CLS_TOP1 = {  # variant -> per-seed top-1 (seeds 0, 1, 2)
@@ -44,7 +45,10 @@ MACHINE = {"cpu_model": "Intel(R) Xeon(R) CPU @ 2.20GHz", "torch_threads": 1,
 
 def report(task, dataset, variant, seed, metrics, primary, higher_is_better=True):
     """A schema-2 report with the field set BenchReportHook.build_report writes."""
-    core = VARIANTS.get(variant, VARIANTS["dropkey-dec"])  # custom labels: dropkey-dec's core
+    try:
+        core = get_variant(variant)  # with the ratio a -p<ratio> label carries
+    except ValueError:
+        core = VARIANTS["dropkey-dec"]  # custom labels: dropkey-dec's core
     return {
         "schema_version": 2, "mode": "train", "task": task,
         "config": f"configs/{task}/tiny_{variant}_embedded.py", "variant": variant,
@@ -638,3 +642,228 @@ def test_primary_metric_is_a_dot_plot_and_the_forest_shows_the_intervals(suite_d
         assert cell["verdict"] in [text.get_text() for text in forest.texts]
     assert to_rgba(colors["dropkey-dec"]) in [to_rgba(line.get_color())
                                               for line in forest.get_lines()]
+
+
+# ---------------------------------------------------------- ratio sweep and inference alignment
+
+SWEEP_TOP1 = {  # variant -> top-1 of seeds 0, 1, 2
+    "none": [0.90, 0.92, 0.91],
+    "attndrop": [0.91, 0.90, 0.93],
+    "dropkey-const-p0.1": [0.92, 0.93, 0.91],
+    "dropkey-const-p0.3": [0.90, 0.91, 0.89],
+    "dropkey-dec-p0.1": [0.93, 0.94, 0.935],
+    "dropkey-dec-p0.2": [0.94, 0.95, 0.93],
+    "dropkey-dec-p0.3": [0.92, 0.93, 0.95],
+    "dropkey-inc-p0.2": [0.88, 0.90, 0.91],
+    "dropkey-dec-ft-p0.3": [0.93, 0.95, 0.955],
+}
+SWEEP_MC_TOP1 = {  # Monte-Carlo evaluation of the same runs
+    "none": SWEEP_TOP1["none"],  # nothing stochastic: the same numbers
+    "dropkey-dec-p0.1": [0.935, 0.942, 0.94],
+    "dropkey-dec-p0.3": [0.925, 0.936, 0.951],
+}
+MESH_ALIGNMENT = {  # variant -> (PA-MPJPE of seeds 0..3, Monte-Carlo PA-MPJPE or None)
+    "dropkey-dec": ([75.0, 78.0, 76.0, 79.0], [74.0, 77.0, 75.5, 78.0]),
+    "dropkey-dec-ft": ([74.0, 77.5, 74.0], None),
+}
+
+
+def write_alignment_suite(root):
+    """Classification: a ratio sweep with baselines, Monte-Carlo metrics for three variants and a
+    fine-tune tail at ratio 0.3; mesh (lower is better): dropkey-dec with Monte-Carlo metrics and
+    four seeds, dropkey-dec-ft with three."""
+    for variant, values in SWEEP_TOP1.items():
+        for seed, top1 in enumerate(values):
+            metrics = {"cls/top1": top1}
+            data = report("classification", "digits", variant, seed, metrics, "cls/top1")
+            if variant in SWEEP_MC_TOP1:
+                metrics["mc/cls/top1"] = SWEEP_MC_TOP1[variant][seed]
+                data["monte_carlo"] = {"samples": 8}
+            write_json_atomic(root / "classification" / variant / f"seed{seed}" / "report.json",
+                              data)
+    for variant, (errors, mc_errors) in MESH_ALIGNMENT.items():
+        for seed, error in enumerate(errors):
+            metrics = {"mesh/pa_mpjpe": error}
+            data = report("mesh", "synthetic", variant, seed, metrics, "mesh/pa_mpjpe", False)
+            if mc_errors:
+                metrics["mc/mesh/pa_mpjpe"] = mc_errors[seed]
+                data["monte_carlo"] = {"samples": 4}
+            write_json_atomic(root / "mesh" / variant / f"seed{seed}" / "report.json", data)
+    return root
+
+
+@pytest.fixture
+def alignment_dir(tmp_path):
+    return write_alignment_suite(tmp_path / "ablation")
+
+
+def test_ratio_labels_sort_by_schedule_then_ratio_and_get_verdicts(alignment_dir):
+    summary = summary_of(alignment_dir)
+    cls = benchmark(summary, "classification/digits")
+    assert cls["variants"] == ["none", "attndrop", "dropkey-const-p0.1", "dropkey-const-p0.3",
+                               "dropkey-dec-p0.1", "dropkey-dec-p0.2", "dropkey-dec-p0.3",
+                               "dropkey-inc-p0.2", "dropkey-dec-ft-p0.3"]
+    for baseline in ("none", "attndrop"):
+        cell = cls["differences"][baseline]["dropkey-dec-p0.2"]["cls/top1"]
+        expected = stats.ttest_rel(SWEEP_TOP1["dropkey-dec-p0.2"], SWEEP_TOP1[baseline])
+        assert cell["p_value"] == pytest.approx(expected.pvalue)
+        assert cell["verdict"]
+    verdicts = next(t for t in tables(summary)
+                    if t["title"] == "classification/digits: verdicts on cls/top1 ↑")
+    assert [row[:2] for row in verdicts["rows"][:3]] == [
+        ["attndrop", "none"], ["dropkey-const-p0.1", "none"], ["dropkey-const-p0.3", "none"]]
+
+
+def test_ratio_sweep_tabulates_schedule_by_ratio(alignment_dir):
+    summary = summary_of(alignment_dir)
+    sweep = benchmark(summary, "classification/digits")["ratio_sweep"]
+    assert sweep["ratios"] == [0.1, 0.2, 0.3]
+    assert [(row["variant"], row["schedule"]) for row in sweep["rows"]] == [
+        ("dropkey-const", "constant"), ("dropkey-dec", "linear_decrease"),
+        ("dropkey-inc", "linear_increase"), ("dropkey-dec-ft", "linear_decrease")]
+    cells = {row["variant"]: row["cells"] for row in sweep["rows"]}
+    assert cells["dropkey-const"][1] is None and cells["dropkey-inc"][0] is None
+    for base, row in cells.items():
+        for ratio, cell in zip(sweep["ratios"], row):
+            if cell is None:
+                continue
+            values = SWEEP_TOP1[f"{base}-p{ratio:g}"]
+            assert cell["variant"] == f"{base}-p{ratio:g}"
+            assert cell["mean"] == pytest.approx(np.mean(values))
+            assert cell["std"] == pytest.approx(np.std(values, ddof=1))
+            assert cell["n"] == 3
+    assert not sweep["mismatched"] and not summary["warnings"]
+    table = next(t for t in tables(summary) if "ratio sweep" in t["title"])
+    assert table["header"] == ["variant (schedule)", "p = 0.1", "p = 0.2", "p = 0.3"]
+    # std of 0.94, 0.95, 0.93 is 0.00999... in floating point: four decimals
+    assert table["rows"][1] == ["dropkey-dec (linear_decrease)", "0.9350 ± 0.0050 (n=3)",
+                                "0.9400 ± 0.0100 (n=3)", "0.933 ± 0.015 (n=3)"]
+    assert table["rows"][0][2] == "–"
+    assert benchmark(summary, "mesh/synthetic")["ratio_sweep"] is None  # no ratio labels
+
+
+def test_monte_carlo_minus_deterministic_pairs_each_run_with_itself(alignment_dir):
+    summary = summary_of(alignment_dir)
+    cls = benchmark(summary, "classification/digits")["inference_alignment"]["monte_carlo"]
+    assert list(cls) == ["none", "dropkey-dec-p0.1", "dropkey-dec-p0.3"]
+    for variant in ("dropkey-dec-p0.1", "dropkey-dec-p0.3"):
+        entry = cls[variant]
+        assert entry["metric"] == "mc/cls/top1" and entry["samples"] == [8]
+        mc, det = SWEEP_MC_TOP1[variant], SWEEP_TOP1[variant]
+        expected = stats.ttest_rel(mc, det)
+        interval = expected.confidence_interval(0.95)
+        cell = entry["difference"]
+        assert cell["mean"] == pytest.approx(np.mean(np.subtract(mc, det)))
+        assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((interval.low, interval.high))
+        assert cell["p_value"] == pytest.approx(expected.pvalue)
+        assert cell["n"] == 3 and cell["seeds"] == [0, 1, 2]
+        assert cell["sources"] == [str(alignment_dir / "classification" / variant / f"seed{s}" /
+                                       "report.json") for s in range(3)]
+    # none's two evaluations agree exactly: difference 0, equivalent (TOST p 0), p 1
+    assert cls["none"]["difference"]["mean"] == 0.0
+    assert cls["none"]["difference"]["verdict"] == "equivalent within ±1 %"
+    mesh = benchmark(summary, "mesh/synthetic")["inference_alignment"]["monte_carlo"]
+    deterministic, monte_carlo = MESH_ALIGNMENT["dropkey-dec"]
+    differences = np.subtract(monte_carlo, deterministic)  # -1, -1, -0.5, -1
+    assert mesh["dropkey-dec"]["samples"] == [4]
+    assert mesh["dropkey-dec"]["difference"]["mean"] == pytest.approx(differences.mean())
+    assert mesh["dropkey-dec"]["difference"]["p_value"] == pytest.approx(
+        stats.ttest_1samp(differences, 0).pvalue)
+
+
+def test_a_fine_tune_tail_is_compared_with_the_same_variant_and_ratio_by_seed(alignment_dir):
+    assert finetune_counterpart("dropkey-dec-ft") == "dropkey-dec"
+    assert finetune_counterpart("dropkey-dec-ft-p0.3") == "dropkey-dec-p0.3"
+    assert finetune_counterpart("dropkey-dec") is None and finetune_counterpart("custom") is None
+    summary = summary_of(alignment_dir)
+    cls = benchmark(summary, "classification/digits")["inference_alignment"]["finetune"]
+    assert list(cls) == ["dropkey-dec-ft-p0.3"]
+    assert cls["dropkey-dec-ft-p0.3"]["counterpart"] == "dropkey-dec-p0.3"
+    cell = cls["dropkey-dec-ft-p0.3"]["difference"]
+    expected = stats.ttest_rel(SWEEP_TOP1["dropkey-dec-ft-p0.3"], SWEEP_TOP1["dropkey-dec-p0.3"])
+    assert cell["p_value"] == pytest.approx(expected.pvalue)
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(tuple(expected.confidence_interval()))
+    mesh = benchmark(summary, "mesh/synthetic")["inference_alignment"]["finetune"]
+    cell = mesh["dropkey-dec-ft"]["difference"]
+    ft, dec = MESH_ALIGNMENT["dropkey-dec-ft"][0], MESH_ALIGNMENT["dropkey-dec"][0][:3]
+    assert cell["seeds"] == [0, 1, 2]  # seed 3 has no fine-tuned run
+    assert cell["mean"] == pytest.approx(np.mean(np.subtract(ft, dec)))
+    assert cell["p_value"] == pytest.approx(stats.ttest_rel(ft, dec).pvalue)
+
+
+def test_alignment_comparisons_join_the_holm_family(alignment_dir):
+    summary = summary_of(alignment_dir)
+    cls = benchmark(summary, "classification/digits")
+    family = {}  # every test with its p-value, each pair of variants once
+    for baseline, by_variant in cls["differences"].items():
+        for variant, cells in by_variant.items():
+            family.setdefault(frozenset((variant, baseline)), cells["cls/top1"]["p_value"])
+    mc = cls["inference_alignment"]["monte_carlo"]
+    family.update({("mc", v): entry["difference"]["p_value"] for v, entry in mc.items()})
+    finetune = cls["inference_alignment"]["finetune"]["dropkey-dec-ft-p0.3"]["difference"]
+    family["ft"] = finetune["p_value"]
+    mesh = benchmark(summary, "mesh/synthetic")["inference_alignment"]
+    family["mesh mc"] = mesh["monte_carlo"]["dropkey-dec"]["difference"]["p_value"]
+    family["mesh ft"] = mesh["finetune"]["dropkey-dec-ft"]["difference"]["p_value"]
+    # 8 variants vs none, 7 more vs attndrop, 3 Monte-Carlo, 1 fine-tune; mesh: 2
+    assert summary["comparisons"]["size"] == len(family) == 8 + 7 + 3 + 1 + 2
+    adjusted = dict(zip(family, multipletests(list(family.values()), method="holm")[1]))
+    assert finetune["p_holm"] == pytest.approx(adjusted["ft"])
+    assert mc["dropkey-dec-p0.3"]["difference"]["p_holm"] == pytest.approx(
+        adjusted[("mc", "dropkey-dec-p0.3")])
+    table = next(t for t in tables(summary)
+                 if t["title"] == "classification/digits: inference alignment on cls/top1 ↑")
+    assert [row[:2] for row in table["rows"]] == [
+        ["none", "Monte-Carlo ×8 − deterministic"],
+        ["dropkey-dec-p0.1", "Monte-Carlo ×8 − deterministic"],
+        ["dropkey-dec-p0.3", "Monte-Carlo ×8 − deterministic"],
+        ["dropkey-dec-ft-p0.3", "− dropkey-dec-p0.3"]]
+    assert table["rows"][3][2:4] == ["3", format_difference(finetune)]
+    assert table["rows"][3][-1] == finetune["verdict"]
+
+
+@pytest.mark.parametrize("monte_carlo", [None, {"samples": 0}, {"samples": "8"}, 8])
+def test_monte_carlo_metrics_without_their_sample_count_are_an_error(alignment_dir, monte_carlo):
+    path = alignment_dir / "mesh" / "dropkey-dec" / "seed2" / "report.json"
+    rewrite(path, monte_carlo=monte_carlo)
+    with pytest.raises(DataFormatError) as info:
+        summary_of(alignment_dir)
+    assert info.value.path == str(path) and info.value.field == "monte_carlo"
+
+
+def test_a_run_at_another_ratio_than_its_label_is_flagged(alignment_dir):
+    rewrite(alignment_dir / "classification" / "dropkey-dec-p0.2" / "seed1" / "report.json",
+            base_drop_ratio=0.25)
+    summary = summary_of(alignment_dir)
+    sweep = benchmark(summary, "classification/digits")["ratio_sweep"]
+    assert [(m["variant"], m["seed"]) for m in sweep["mismatched"]] == [("dropkey-dec-p0.2", 1)]
+    assert summary["warnings"] == [
+        "classification/digits: 1 run trained at another base ratio than its label carries "
+        "(its config overrides dropkey.drop_ratio): dropkey-dec-p0.2 seed 1 at 0.25."]
+
+
+def test_two_labels_carrying_the_same_ratio_are_an_error(alignment_dir):
+    source = alignment_dir / "classification" / "dropkey-dec-p0.3" / "seed0" / "report.json"
+    copy = alignment_dir / "classification" / "dropkey-dec-p0.30" / "seed0" / "report.json"
+    data = json.loads(source.read_text())
+    data["variant"] = "dropkey-dec-p0.30"
+    write_json_atomic(copy, data)
+    with pytest.raises(DataFormatError, match="carry the same ratio"):
+        summary_of(alignment_dir)
+
+
+def test_sweep_and_alignment_in_every_output(alignment_dir, tmp_path):
+    paths = aggregate([alignment_dir], tmp_path / "out")
+    markdown = paths["md"].read_text()
+    assert "## classification/digits: ratio sweep, cls/top1 ↑ (mean ± std, n)" in markdown
+    assert "| dropkey-dec (linear_decrease) | 0.9350 ± 0.0050 (n=3) |" in markdown
+    assert "## mesh/synthetic: inference alignment on mesh/pa_mpjpe ↓" in markdown
+    assert "| dropkey-dec-ft | − dropkey-dec | 3 |" in markdown
+    html = paths["html"].read_text()
+    caption = "ratio sweep, cls/top1 mean ± std over seeds by base ratio"
+    assert html.count(caption) == 2  # the figure's alt text and caption
+    assert "<h3>mesh/synthetic: inference alignment on mesh/pa_mpjpe ↓</h3>" in html
+    summary = json.loads(paths["json"].read_text())
+    cls = benchmark(summary, "classification/digits")
+    assert cls["ratio_sweep"]["rows"][1]["cells"][0]["variant"] == "dropkey-dec-p0.1"
+    assert cls["inference_alignment"]["monte_carlo"]["dropkey-dec-p0.1"]["samples"] == [8]

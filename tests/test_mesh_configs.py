@@ -20,6 +20,10 @@ CONFIGS = sorted((REPO / "configs/mesh").glob("*.py"))
 EMBEDDED = [f"metro-mini_{m}_embedded.py"
             for m in ("none", "attndrop", "dropkey-const", "dropkey-dec", "dropkey-inc")]
 PAPER = [f"metro-r50_{m}_{d}.py" for m in ("none", "dropkey-dec") for d in ("3dpw", "h36m")]
+# the ablation's variants; their injection and tail are tested in test_structured_grids.py and
+# test_inference_alignment.py
+ABLATION = [f"metro-mini_{m}_embedded.py" for m in
+            ("dropkey-block", "dropkey-cross", "dropkey-column", "drophead", "dropkey-dec-ft")]
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +56,16 @@ def _on_stand_in(cfg: Config, stand_in, work_dir: Path, epochs: int) -> Config:
 
 
 def test_config_set_is_complete():
-    assert sorted(p.name for p in CONFIGS) == sorted(EMBEDDED + PAPER)
+    assert sorted(p.name for p in CONFIGS) == sorted(EMBEDDED + PAPER + ABLATION)
 
 
-@pytest.mark.parametrize("name", EMBEDDED + PAPER)
+@pytest.mark.parametrize("name", EMBEDDED + PAPER + ABLATION)
 def test_config_spells_loops_and_data_like_every_config(name):
     cfg = Config.fromfile(REPO / "configs/mesh" / name)
     assert cfg.train_cfg.type == "EpochBasedTrainLoop"
     assert (cfg.val_cfg.type, cfg.test_cfg.type) == ("ValLoop", "TestLoop")
     assert cfg.get("max_epochs") is None  # one knob: train_cfg.max_epochs
-    embedded = name in EMBEDDED
+    embedded = name in EMBEDDED + ABLATION
     assert (cfg.model.get("body_model_dir") is None) == embedded
     for loader in ("train_dataloader", "val_dataloader"):
         assert cfg[loader].dataset.get("generate_if_missing", False) == embedded

@@ -6,11 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 
 from tasks.common.files import DataFormatError
+from tasks.common.hooks import resolve_dropkey
 from tasks.common.report import read_report
-from tasks.common.suite import epochs_options, format_option, load_suite, plan_runs
+from tasks.common.summary import finetune_counterpart
+from tasks.common.suite import (epochs_options, format_option, load_suite, plan_runs,
+                                resolve_config)
+from tasks.common.variants import get_variant, split_label
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {"classification", "detection", "hoi", "mesh"}
@@ -83,6 +87,12 @@ def test_epochs_trains_that_long_and_evaluates_once_at_the_end(tmp_path):
     ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(config='c/{method}.py'))\n",
      "tasks.a.config"),
     ("variants = ['none']\nseeds = [0]\ntasks = dict(a=dict(config=3))\n", "tasks.a.config"),
+    ("variants = ['none']\nseeds = [0]\n"
+     "tasks = dict(a=dict(cfg_options={'dropkey.variant': 'dropkey-dec'}))\n",
+     "tasks.a.cfg_options.dropkey.variant"),
+    ("variants = ['none', 'dropkey-dec-p0.3']\nseeds = [0]\n"
+     "tasks = dict(a=dict(cfg_options={'dropkey.drop_ratio': 0.2}))\n",
+     "tasks.a.cfg_options.dropkey.drop_ratio"),
 ])
 def test_bad_suite_config_names_the_field(tmp_path, body, field):
     path = tmp_path / "bad.py"
@@ -105,6 +115,41 @@ def test_labels_and_task_names_that_are_not_path_safe_are_refused(tmp_path, task
     with pytest.raises(DataFormatError) as info:
         load_suite(str(path))
     assert info.value.field == field and info.value.path == str(path)
+
+
+@pytest.mark.parametrize("tasks, variants, field, problem", [
+    ({"a": {}}, ["none", "dropkey-foo-p0.3"], "variants[1]", "unknown variant 'dropkey-foo-p0.3'"),
+    ({"a": {"variants": ["dropkey-dec", "dropkey-bar-p0.1"]}}, ["none"], "tasks.a.variants[1]",
+     "unknown variant 'dropkey-bar-p0.1'"),
+    ({"a": {}}, ["none-p0.2"], "variants[0]", "'none' has no ratio to set"),
+])
+def test_a_ratio_label_of_an_unknown_base_is_refused_when_the_suite_is_read(tmp_path, tasks,
+                                                                           variants, field,
+                                                                           problem):
+    path = write_suite(tmp_path / "ratios.py", tasks, variants=variants)
+    with pytest.raises(DataFormatError, match=problem) as info:
+        load_suite(str(path))
+    assert info.value.field == field and info.value.path == str(path)
+
+
+def test_a_label_carrying_its_ratio_runs_its_base_config_with_the_label(tmp_path):
+    tasks = load_suite(str(write_suite(tmp_path / "s.py", {
+        "classification": {"epochs": 2}}, variants=("dropkey-dec", "dropkey-dec-p0.3"))))
+    plain, carrying = plan_runs(tasks, tmp_path / "out")
+    base_config = REPO / "configs/classification/vit-mini_dropkey-dec_embedded.py"
+    assert plain.config == carrying.config == base_config
+    assert "dropkey.variant" not in plain.cfg_options
+    assert carrying.cfg_options == {**epochs_options(2), "dropkey.variant": "dropkey-dec-p0.3"}
+    assert carrying.work_dir.name == "seed0" and carrying.work_dir.parent.name == "dropkey-dec-p0.3"
+    assert carrying.command()[-1] == "dropkey.variant=dropkey-dec-p0.3"
+    # what tools/train.py makes of the command: the label, and the ratio it carries
+    cfg = Config.fromfile(carrying.config, import_custom_modules=False)
+    cfg.merge_from_dict(carrying.cfg_options)
+    label, options = resolve_dropkey(cfg)
+    assert label == "dropkey-dec-p0.3"
+    assert (options["method"], options["schedule"], options["drop_ratio"]) == (
+        "dropkey", "linear_decrease", 0.3)
+    assert tasks["classification"]["cfg_options"] == epochs_options(2)  # shared dict untouched
 
 
 def test_unsafe_label_stops_the_tool_before_any_directory_exists(tmp_path, monkeypatch, capsys):
@@ -144,6 +189,20 @@ def test_plan_layout_and_unknown_task(tmp_path):
         plan_runs(tasks, tmp_path / "out", only_tasks=["nope"])
 
 
+def test_a_part_of_a_suite_runs_in_the_suite_s_own_directories(tmp_path):
+    tasks = load_suite(str(write_suite(tmp_path / "s.py", {"classification": {}, "mesh": {}},
+                                       variants=("none", "dropkey-dec", "drophead"),
+                                       seeds=(0, 1))))
+    whole = {run.name: run.work_dir for run in plan_runs(tasks, tmp_path / "out")}
+    part = plan_runs(tasks, tmp_path / "out", only_tasks=["mesh"],
+                     only_variants=["drophead", "none"])
+    assert [run.name for run in part] == ["mesh/none/seed0", "mesh/none/seed1",
+                                          "mesh/drophead/seed0", "mesh/drophead/seed1"]
+    assert all(run.work_dir == whole[run.name] for run in part)
+    with pytest.raises(ValueError, match="--variants: \\['attndrop'\\]"):
+        plan_runs(tasks, tmp_path / "out", only_variants=["attndrop"])
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsys):
     code, out, err = run_suite_tool(monkeypatch, capsys, "quick", "--work-dir",
                                     tmp_path / "suite", "--dry-run", "--jobs", "2")
@@ -153,6 +212,64 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsy
     assert "configs/classification/vit-mini_dropkey-dec_embedded.py" in out
     assert "train_cfg.max_epochs=12" in out and "param_scheduler" not in out
     assert not (tmp_path / "suite").exists()
+
+
+def test_dry_run_shows_the_label_a_ratio_run_sets(tmp_path, monkeypatch, capsys):
+    suite = write_suite(tmp_path / "sweep.py", {"classification": {}},
+                        variants=("dropkey-inc-p0.05",))
+    code, out, err = run_suite_tool(monkeypatch, capsys, suite, "--work-dir", tmp_path / "suite",
+                                    "--dry-run")
+    assert code == 0, err
+    assert "classification/dropkey-inc-p0.05/seed0: run" in out
+    command = out.split("classification/dropkey-inc-p0.05/seed0: run\n")[1].splitlines()[0]
+    assert "configs/classification/vit-mini_dropkey-inc_embedded.py" in command
+    assert command.endswith("--cfg-options dropkey.variant=dropkey-inc-p0.05")
+
+
+ABLATION_SEEDS = {"classification": [0, 1, 2, 3, 4], "detection": [0, 1, 2], "hoi": [0, 1, 2],
+                  "mesh": [0, 1, 2]}
+ABLATION_VARIANTS = (
+    ["none", "attndrop"]
+    + [f"dropkey-{schedule}-p{ratio}" for schedule in ("const", "dec", "inc")
+       for ratio in ("0.05", "0.1", "0.2", "0.3")]
+    + ["dropkey-block", "dropkey-cross", "dropkey-column", "drophead", "dropkey-dec-ft-p0.1"])
+
+
+def test_ablation_preset_plans_the_paper_study_on_every_task(tmp_path):
+    tasks = load_suite("ablation")
+    assert set(tasks) == TASKS
+    runs = plan_runs(tasks, tmp_path / "ablation")
+    assert len(runs) == 19 * (5 + 3 + 3 + 3) == 266
+    for task, options in tasks.items():
+        assert options["variants"] == ABLATION_VARIANTS
+        assert options["seeds"] == ABLATION_SEEDS[task]
+        assert "train_cfg.max_epochs" not in options["cfg_options"]  # full schedules
+        expected = {"monte_carlo.samples": 8} if task in ("classification", "mesh") else {}
+        assert options["cfg_options"] == expected, task
+    assert [r.name for r in runs[:6]] == [f"classification/none/seed{s}" for s in range(5)] + [
+        "classification/attndrop/seed0"]
+    # the fine-tune tail is compared with the same variant trained without it
+    assert finetune_counterpart("dropkey-dec-ft-p0.1") in ABLATION_VARIANTS
+    for run in runs:
+        assert run.config is not None or run.config_error, run.name
+        base, ratio = split_label(run.variant)
+        if ratio is None:
+            assert "dropkey.variant" not in run.cfg_options
+            continue
+        assert run.cfg_options["dropkey.variant"] == run.variant
+        assert get_variant(run.variant).drop_ratio == ratio
+        assert run.config is not None and f"_{base}_embedded.py" in run.config.name, run.name
+
+
+def test_ablation_preset_has_a_config_for_every_task_and_variant():
+    """Every (task, base label) the ablation preset runs has its one embedded config."""
+    tasks = load_suite("ablation")
+    needed = sorted({(task, split_label(variant)[0]) for task, options in tasks.items()
+                     for variant in options["variants"]})
+    missing = [error for task, base in needed
+               for config, error in [resolve_config(task, base, tasks[task]["config"])]
+               if config is None]
+    assert not missing, "\n".join(missing)
 
 
 @pytest.mark.slow

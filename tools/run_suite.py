@@ -1,7 +1,8 @@
 """Run a DropKey Bench suite (tasks x variants x seeds), then aggregate it into DIR/summary.
 
-    python tools/run_suite.py {quick|standard|paper|SUITE.py} --work-dir DIR [--jobs N]
-                              [--threads T] [--tasks TASK ...] [--dry-run]
+    python tools/run_suite.py {quick|standard|ablation|paper|SUITE.py} --work-dir DIR [--jobs N]
+                              [--threads T] [--tasks TASK ...] [--variants LABEL ...]
+                              [--dry-run]
     python tools/run_suite.py SUITE --work-dir DIR --executor slurm [--partition P]
                               [--max-parallel N] [--gpus-per-node G] [--nodes N] [--cpus-per-task C]
                               [--mem-gb M] [--time-min T] [--sbatch KEY=VALUE ...]
@@ -35,7 +36,8 @@ RESOURCE_FLAGS = {"gpus_per_node": int, "nodes": int, "cpus_per_task": int, "mem
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", help="preset name (quick, standard, paper) or a suite config file")
+    parser.add_argument("suite",
+                        help="preset name (quick, standard, ablation, paper) or a suite config file")
     parser.add_argument("--work-dir", required=True, help="suite directory; one sub-dir per run")
     parser.add_argument("--executor", choices=["local", "slurm"], default="local",
                         help="local: subprocesses on this machine (default); slurm: submitit jobs")
@@ -44,6 +46,7 @@ def parse_args():
                         help="torch/OpenMP threads per run (default: cores // jobs locally, "
                         "cpus_per_task on Slurm)")
     parser.add_argument("--tasks", nargs="+", help="only these tasks of the suite")
+    parser.add_argument("--variants", nargs="+", help="only these variant labels of the suite")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan and the commands, run, submit and write nothing")
     parser.add_argument("--status", action="store_true",
@@ -77,7 +80,7 @@ def main():
     parser, args = parse_args()
     tasks = load_suite(args.suite)  # bad suite files: a one-line DataFormatError, exit 2
     try:
-        runs = plan_runs(tasks, args.work_dir, args.tasks)
+        runs = plan_runs(tasks, args.work_dir, args.tasks, args.variants)
     except ValueError as err:
         parser.error(str(err))
     for run in runs:

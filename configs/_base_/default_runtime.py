@@ -24,9 +24,11 @@ randomness = dict(seed=0, deterministic=False)
 # What makes a run a benchmark run (tasks/common): the attention regulariser of `dropkey`
 # (a variant of configs/_base_/methods; none when absent) injected where `dropkey_scope` says,
 # checkpoints that load without running code, and report.json with the per-layer attention
-# entropy of every evaluation.
+# entropy of every evaluation. `monte_carlo = dict(samples=K)` (absent: off) adds to the final
+# evaluation and to every test the mean of K passes with the regulariser on (mc/<metric>).
 custom_hooks = [
     dict(type='DropKeyHook'),
+    dict(type='MonteCarloEvalHook'),
     # batch-norm statistics averaged over the processes after each epoch (nothing with one), so
     # validation and the checkpoint use the same statistics on every rank
     dict(type='SyncBuffersHook'),

@@ -1,4 +1,5 @@
-"""Top-1, top-5, negative log-likelihood and expected calibration error."""
+"""Top-1, top-5, negative log-likelihood and expected calibration error, also of the
+Monte-Carlo average of the class probabilities when the model gives one."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,8 @@ import math
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import METRICS
+
+from tasks.common.monte_carlo import MonteCarloMetric, monte_carlo_names
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, num_bins: int = 15) -> dict:
@@ -35,8 +38,9 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, num_bins: 
 
 
 @METRICS.register_module()
-class ClassificationMetric(BaseMetric):
-    """Collects class probabilities per batch; ``compute_metrics`` reduces them once."""
+class ClassificationMetric(MonteCarloMetric, BaseMetric):
+    """Collects class probabilities per batch; ``compute_metrics`` reduces them once. Samples
+    with ``mc_probs`` (Monte-Carlo evaluation) give the same metrics of those as ``mc/...``."""
 
     default_prefix = "cls"
 
@@ -46,11 +50,16 @@ class ClassificationMetric(BaseMetric):
 
     def process(self, data_batch, data_samples) -> None:
         for sample in data_samples:
-            self.results.append((sample["probs"].float().cpu(), int(sample["label"])))
+            averaged = sample.get("mc_probs")
+            self.results.append((sample["probs"].float().cpu(), int(sample["label"]),
+                                 None if averaged is None else averaged.float().cpu()))
 
     def compute_metrics(self, results: list) -> dict:
-        probs = torch.stack([r[0] for r in results])
         labels = torch.tensor([r[1] for r in results])
-        metrics = classification_metrics(probs, labels, self.num_bins)
+        metrics = classification_metrics(torch.stack([r[0] for r in results]), labels,
+                                         self.num_bins)
+        if results[0][2] is not None:
+            metrics.update(monte_carlo_names(classification_metrics(
+                torch.stack([r[2] for r in results]), labels, self.num_bins)))
         assert all(math.isfinite(v) for v in metrics.values())
         return metrics

@@ -1,5 +1,6 @@
 """A timm ViT-family classifier as an mmengine model. DropKey is injected by the config's
-``DropKeyHook``."""
+``DropKeyHook``; Monte-Carlo evaluation (:mod:`tasks.common.monte_carlo`) averages the class
+probabilities of its stochastic passes."""
 from __future__ import annotations
 
 from typing import Optional
@@ -9,9 +10,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from tasks.common.monte_carlo import MonteCarloModel
+
 
 @MODELS.register_module()
-class TimmClassifier(BaseModel):
+class TimmClassifier(MonteCarloModel, BaseModel):
     """``timm.create_model(model_name, **model_kwargs)`` with cross-entropy training.
 
     ``model_kwargs`` adapt the architecture to small inputs (``img_size``, ``patch_size``,
@@ -44,6 +47,12 @@ class TimmClassifier(BaseModel):
         if mode == "tensor":
             return logits
         if mode == "predict":
-            probs = logits.float().softmax(dim=-1)
-            return [{"probs": p, "label": int(t)} for p, t in zip(probs, label)]
+            samples = [{"probs": p, "label": int(t)}
+                       for p, t in zip(logits.float().softmax(dim=-1), label)]
+            averaged = self.monte_carlo(
+                lambda: {"probs": self.backbone(inputs).float().softmax(dim=-1)})
+            if averaged is not None:
+                for sample, probs in zip(samples, averaged["probs"]):
+                    sample["mc_probs"] = probs
+            return samples
         raise ValueError(f"unknown mode {mode!r}")

@@ -2,7 +2,8 @@
 
 Every table is built once (:func:`tables`) and rendered as Markdown and HTML; numbers are
 rounded to their uncertainty so a column's digits line up. Each benchmark's section opens with
-its verdicts and a forest plot of the paired differences from ``none``.
+its verdicts and a forest plot of the paired differences from ``none``; a ratio sweep and the
+inference alignment (Monte-Carlo evaluation, fine-tune tail) follow when the runs have them.
 """
 from __future__ import annotations
 
@@ -102,6 +103,11 @@ def tables(summary: dict) -> list[dict]:
                 rows=[[v, str(max((cell["n"] for cell in diffs[v].values()), default=0))]
                       + [format_difference(diffs[v].get(metric)) for metric in bench["metrics"]]
                       for v in diffs]))
+        if bench["ratio_sweep"]:
+            out.append(ratio_sweep_table(bench))
+        alignment = bench["inference_alignment"]
+        if alignment["monte_carlo"] or alignment["finetune"]:
+            out.append(alignment_table(bench, family))
         out.append(provenance_table(bench))
     cross, benchmarks = summary["cross_task"], summary["benchmarks"]
     if benchmarks:
@@ -166,29 +172,39 @@ def _refused_pairing(bench: dict, variant: str, baseline: str) -> bool:
         for pair in prov["cross_commit_pairs"])
 
 
+def _comparison_header(effect: float) -> list[str]:
+    return ["pairs", f"Δ [{CONFIDENCE:.0%} CI]", f"MDD ({POWER:.0%} power)",
+            f"effect ±{effect:g} %", f"seeds for ±{effect:g} %", "p", "Holm p", "TOST p",
+            "verdict"]
+
+
+def _comparison_cells(cell: Optional[dict], refused: bool) -> Optional[list[str]]:
+    """The columns of :func:`_comparison_header` for an assessed paired difference. Without
+    one: columns saying it was not compared when its pairs were refused, else None (no row)."""
+    if cell is None:
+        return ["0"] + ["–"] * 7 + [NOT_COMPARED] if refused else None
+    return [str(cell["n"]), format_difference(cell),
+            format_number(cell["mdd"], uncertainty=cell["mdd"]),
+            format_number(cell["effect"], uncertainty=cell["effect"]),
+            "–" if cell["seeds_needed"] is None else str(cell["seeds_needed"]),
+            format_p(cell["p_value"]), format_p(cell["p_holm"]),
+            format_p(cell["p_equivalence"]), cell["verdict"]]
+
+
 def verdict_table(bench: dict, family: dict) -> dict:
     """The comparisons of a benchmark's primary metric with their power and verdicts."""
     primary, effect = bench["primary_metric"], family["effect_percent"]
     rows = []
     for baseline, diffs in bench["differences"].items():
         for variant, cells in diffs.items():
-            cell = cells.get(primary)
-            if cell is None:
-                if _refused_pairing(bench, variant, baseline):
-                    rows.append([variant, baseline, "0"] + ["–"] * 7 + [NOT_COMPARED])
-                continue
-            rows.append([variant, baseline, str(cell["n"]), format_difference(cell),
-                         format_number(cell["mdd"], uncertainty=cell["mdd"]),
-                         format_number(cell["effect"], uncertainty=cell["effect"]),
-                         "–" if cell["seeds_needed"] is None else str(cell["seeds_needed"]),
-                         format_p(cell["p_value"]), format_p(cell["p_holm"]),
-                         format_p(cell["p_equivalence"]), cell["verdict"]])
+            columns = _comparison_cells(cells.get(primary),
+                                        _refused_pairing(bench, variant, baseline))
+            if columns:
+                rows.append([variant, baseline] + columns)
     return dict(
         benchmark=bench["name"], title=f"{bench['name']}: verdicts on {primary} "
                                        f"{_direction(bench)}",
-        header=["variant", "vs", "pairs", f"Δ [{CONFIDENCE:.0%} CI]",
-                f"MDD ({POWER:.0%} power)", f"effect ±{effect:g} %",
-                f"seeds for ±{effect:g} %", "p", "Holm p", "TOST p", "verdict"],
+        header=["variant", "vs"] + _comparison_header(effect),
         note=(f"paired t-tests on per-seed differences (variant − baseline), two-sided α = "
               f"{family['alpha']:.2g}. MDD: the smallest true difference detected with "
               f"{POWER:.0%} power at these pairs and this spread; effect: ±{effect:g} % of the "
@@ -198,6 +214,56 @@ def verdict_table(bench: dict, family: dict) -> dict:
               "(TOST: both one-sided p < α), not shown: underpowered (MDD > effect, or fewer "
               "than 2 pairs), inconclusive (powered, but neither shown)"
               + _cross_commit_note(bench)),
+        rows=rows)
+
+
+def ratio_sweep_table(bench: dict) -> dict:
+    """The primary metric of the ratio-carrying labels: base label by ratio."""
+    sweep, primary = bench["ratio_sweep"], bench["primary_metric"]
+
+    def cell(stats):
+        return f"{format_mean_std(stats)} (n={stats['n']})" if stats else "–"
+    return dict(
+        benchmark=bench["name"],
+        title=f"{bench['name']}: ratio sweep, {primary} {_direction(bench)} (mean ± std, n)",
+        header=["variant (schedule)"] + [f"p = {ratio:g}" for ratio in sweep["ratios"]],
+        note="cells: the runs labelled <variant>-p<ratio>, whose base ratio is that ratio (the "
+             "schedule sets each layer's ratio from it); their comparisons with the baselines "
+             "are in the verdicts above",
+        rows=[[f"{row['variant']} ({row['schedule']})"] + [cell(c) for c in row["cells"]]
+              for row in sweep["rows"]])
+
+
+def alignment_table(bench: dict, family: dict) -> dict:
+    """Inference alignment on the primary metric: Monte-Carlo − deterministic evaluation of the
+    same runs, and fine-tune-tail variants − the same variant without the tail."""
+    primary, alignment = bench["primary_metric"], bench["inference_alignment"]
+    rows = []
+    for variant, entry in alignment["monte_carlo"].items():
+        samples = "/".join(map(str, entry["samples"]))
+        rows.append([variant, f"Monte-Carlo ×{samples} − deterministic"]
+                    + _comparison_cells(entry["difference"], False))
+    for variant, entry in alignment["finetune"].items():
+        counterpart = entry["counterpart"]
+        columns = _comparison_cells(entry["difference"],
+                                    _refused_pairing(bench, variant, counterpart))
+        if columns:
+            rows.append([variant, f"− {counterpart}"] + columns)
+    parts = []
+    if alignment["monte_carlo"]:
+        metric = next(iter(alignment["monte_carlo"].values()))["metric"]
+        parts.append(f"Monte-Carlo ×K: a run's {metric} (its evaluation over K stochastic "
+                     "passes with the regulariser on) minus its deterministic evaluation, every "
+                     "run paired with itself")
+    if alignment["finetune"]:
+        parts.append("fine-tune: the variant whose last epochs train without the regulariser "
+                     "minus the same variant and ratio without that tail, paired by seed")
+    return dict(
+        benchmark=bench["name"],
+        title=f"{bench['name']}: inference alignment on {primary} {_direction(bench)}",
+        header=["variant", "comparison"] + _comparison_header(family["effect_percent"]),
+        note="; ".join(parts) + ". Columns and verdicts as in the verdicts table, in the same "
+             "Holm family" + _cross_commit_note(bench),
         rows=rows)
 
 
@@ -284,7 +350,8 @@ def _png(figure: Figure) -> str:
 
 
 def _colors(variants: list[str]) -> dict:
-    palette = matplotlib.colormaps["tab10"].colors
+    """One colour per variant; tab20 beyond ten variants (an ablation has about twenty)."""
+    palette = matplotlib.colormaps["tab10" if len(variants) <= 10 else "tab20"].colors
     return {v: palette[i % len(palette)] for i, v in enumerate(variants)}
 
 
@@ -333,8 +400,8 @@ def forest_figure(bench: dict, colors: dict, effect_percent: float) -> Optional[
 
 def dot_figure(bench: dict, colors: dict) -> Figure:
     """The primary metric per variant: every seed as a dot, mean ± std beside them."""
-    primary = bench["primary_metric"]
-    fig = Figure(figsize=(6, 3.2))
+    primary, count = bench["primary_metric"], len(bench["variants"])
+    fig = Figure(figsize=(max(6.0, 0.5 * count), 3.2 + 0.06 * count))  # room for the labels
     ax = fig.subplots()
     for i, variant in enumerate(bench["variants"]):
         cell = bench["stats"][variant].get(primary)
@@ -344,9 +411,29 @@ def dot_figure(bench: dict, colors: dict) -> Figure:
                 markersize=5)
         ax.errorbar(i + 0.12, cell["mean"], yerr=cell["std"] or 0.0, fmt="_", color="k",
                     markersize=12, capsize=4)
-    ax.set_xticks(range(len(bench["variants"])), bench["variants"], rotation=20)
-    ax.set_xlim(-0.6, len(bench["variants"]) - 0.4)
+    ax.set_xticks(range(count), bench["variants"], rotation=20 if count <= 6 else 45,
+                  ha="center" if count <= 6 else "right")
+    ax.set_xlim(-0.6, count - 0.4)
     ax.set_ylabel(f"{primary} {_direction(bench)}")
+    return fig
+
+
+def sweep_figure(bench: dict) -> Figure:
+    """The ratio sweep: the primary metric's mean ± std against the base ratio, one line per
+    base label (schedule)."""
+    sweep = bench["ratio_sweep"]
+    colors = _colors([row["variant"] for row in sweep["rows"]])
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    for row in sweep["rows"]:
+        points = [(ratio, cell) for ratio, cell in zip(sweep["ratios"], row["cells"]) if cell]
+        ax.errorbar([ratio for ratio, _ in points], [cell["mean"] for _, cell in points],
+                    yerr=[cell["std"] or 0.0 for _, cell in points], fmt="o-", capsize=3,
+                    color=colors[row["variant"]], label=row["variant"])
+    ax.set_xticks(sweep["ratios"], [f"{ratio:g}" for ratio in sweep["ratios"]])
+    ax.set_xlabel("base drop ratio")
+    ax.set_ylabel(f"{bench['primary_metric']} {_direction(bench)}")
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -416,7 +503,7 @@ def curve_figure(bench: dict, reports: dict, colors: dict) -> Optional[Figure]:
 def benchmark_figures(bench: dict, reports_by_path: dict,
                       effect_percent: float) -> tuple[Optional[tuple[str, str]], list]:
     """(caption, base64 PNG) figures of one benchmark: the forest plot (None without ``none``),
-    and the others: dot plot, schedules, entropy, training curves."""
+    and the others: dot plot, ratio sweep, schedules, entropy, training curves."""
     colors, reports = _colors(bench["variants"]), _reports_by_variant(bench, reports_by_path)
     name, primary = bench["name"], bench["primary_metric"]
     forest = forest_figure(bench, colors, effect_percent)
@@ -427,6 +514,9 @@ def benchmark_figures(bench: dict, reports_by_path: dict,
                   _png(forest))
     others = [(f"{name}: {primary} per variant, dot plot: seeds (dots), mean ± std (black, to "
                "the right; the axis does not start at zero)", _png(dot_figure(bench, colors)))]
+    if bench["ratio_sweep"]:
+        others.append((f"{name}: ratio sweep, {primary} mean ± std over seeds by base ratio, one "
+                       "line per schedule", _png(sweep_figure(bench))))
     layer_plots = [("drop_ratio", "drop ratio", "per-layer drop-ratio schedule by variant"),
                    ("entropy", "attention entropy (nats)",
                     "per-layer attention entropy in evaluation, mean over seeds")]

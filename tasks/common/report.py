@@ -13,6 +13,11 @@ computed on. In a multi-process run the distributed sampler pads the data set to
 the world size and mmengine drops the padding when it collects the ranks' results, which is only
 right for metrics that keep one result per sample: the field shows that every sample was
 evaluated exactly once (it equals the evaluation data set's size).
+
+``finetune_epochs`` (the fine-tune tail trained without the regulariser) and ``monte_carlo``
+(``{"samples": K}`` when the reported evaluation also averaged K stochastic passes, see
+:mod:`tasks.common.monte_carlo`) are null when the run had none; reports written before they
+existed have neither and stay valid.
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ from mmengine.registry import HOOKS
 from dropkey_core import attention_entropy, attention_layers, set_attention_stats
 
 from .files import DataFormatError, load_json, write_json_atomic
-from .hooks import resolve_dropkey, unwrap
+from .hooks import resolve_dropkey, resolve_finetune_epochs, unwrap
+from .monte_carlo import resolve_monte_carlo
 from .variants import VARIANTS
 
 REPORT_NAME = "report.json"
@@ -199,6 +205,7 @@ class BenchReportHook(Hook):
     def build_report(self, runner) -> dict:
         cfg = runner.cfg
         variant, dropkey = resolve_dropkey(cfg)
+        monte_carlo = resolve_monte_carlo(cfg)
         metrics = _float_metrics(self.metrics)
         primary = cfg.get("primary_metric")
         if primary not in metrics:
@@ -222,10 +229,12 @@ class BenchReportHook(Hook):
             "method": dropkey["method"],
             "schedule": dropkey["schedule"],
             "base_drop_ratio": dropkey["drop_ratio"],
+            "finetune_epochs": resolve_finetune_epochs(cfg),
             "attention_layers": layers,
             "seed": runner.seed,
             "dataset": cfg.get("dataset_name", "unknown"),
             "metrics": metrics,
+            "monte_carlo": None if monte_carlo is None else {"samples": monte_carlo},
             "evaluated_samples": self.evaluated_samples,
             "primary_metric": primary,
             "higher_is_better": bool(cfg.get("higher_is_better", True)),
@@ -282,9 +291,17 @@ def read_report(path) -> dict:
         raise DataFormatError(path, "primary_metric",
                               f"{report['primary_metric']!r} is not a key of metrics")
     samples = report.get("evaluated_samples")  # absent from reports written before it existed
-    if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool)
-                                or samples < 0):
+    if samples is not None and not _is_count(samples, minimum=0):
         raise DataFormatError(path, "evaluated_samples", f"{samples!r} is not a count")
+    tail = report.get("finetune_epochs")  # both absent from reports written before they existed
+    if tail is not None and not _is_count(tail, minimum=1):
+        raise DataFormatError(path, "finetune_epochs", f"{tail!r} is not a number of epochs >= 1")
+    monte_carlo = report.get("monte_carlo")
+    if monte_carlo is not None and not (isinstance(monte_carlo, dict)
+                                        and set(monte_carlo) == {"samples"}
+                                        and _is_count(monte_carlo["samples"], minimum=1)):
+        raise DataFormatError(path, "monte_carlo", f"{monte_carlo!r} is not {{'samples': K}} "
+                              "with K >= 1, or null")
     if "machine" in report:
         if not isinstance(report["machine"], dict):
             raise DataFormatError(path, "machine", "is not an object")
@@ -308,6 +325,10 @@ def read_report(path) -> dict:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def _is_ratio(value) -> bool:

@@ -5,7 +5,8 @@ from mmengine.config import Config
 
 
 def shortest_epochs(cfg: Config) -> int:
-    """The fewest epochs ``cfg``'s schedule allows: one past the last by-epoch ``begin``.
+    """The fewest epochs ``cfg``'s schedule allows: one past the last by-epoch ``begin``, and
+    one past a fine-tune tail (``dropkey.finetune_epochs``).
 
     Schedulers without an ``end`` run to ``train_cfg.max_epochs``, and mmengine refuses one that
     would end where it begins (a cosine after a three-epoch warm-up needs four epochs).
@@ -13,5 +14,6 @@ def shortest_epochs(cfg: Config) -> int:
     schedulers = cfg.get("param_scheduler") or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
-    return max([1] + [s.get("begin", 0) + 1 for s in schedulers
-                      if s.get("by_epoch", True) and "end" not in s])
+    tail = (cfg.get("dropkey") or {}).get("finetune_epochs") or 0
+    return max([1, tail + 1] + [s.get("begin", 0) + 1 for s in schedulers
+                                if s.get("by_epoch", True) and "end" not in s])

@@ -9,7 +9,9 @@ override ``variants``/``seeds`` and set
   config, so this one knob shortens the whole schedule consistently;
 - ``cfg_options``: dotted keys as for ``--cfg-options`` (they win over what ``epochs`` sets);
 - ``config``: a glob template naming the task's config per variant (default: the task's one
-  embedded config per variant);
+  embedded config per variant). A label carrying its ratio (``dropkey-dec-p0.3``) uses the
+  config of its base label (``dropkey-dec``) with ``dropkey.variant=<label>`` added to its
+  ``cfg_options``, so a ratio sweep needs no config of its own;
 - ``resources``: what one run needs on Slurm (``gpus_per_node``, ``nodes``, ``cpus_per_task``,
   ``mem_gb``, ``time_min``, ``partition``, ``sbatch`` extra options), over the suite-level
   ``resources`` dict and :data:`tasks.common.slurm.RESOURCE_DEFAULTS`.
@@ -46,7 +48,7 @@ from mmengine.config import Config
 from . import slurm
 from .files import DataFormatError, write_json_atomic
 from .report import REPO_ROOT, REPORT_NAME, read_report
-from .variants import check_label
+from .variants import check_label, get_variant, split_label
 
 SUITE_DIR = REPO_ROOT / "configs" / "suites"
 TRAIN_SCRIPT = REPO_ROOT / "tools" / "train.py"
@@ -58,6 +60,8 @@ RUN_STATES = ("pending", "running", "ok", "failed")
 LOG_NAME = "run.log"
 ERROR_TAIL_LINES = 40
 TASK_KEYS = {"cfg_options", "variants", "seeds", "config", "epochs", "resources"}
+VARIANT_OPTION = "dropkey.variant"  # set by the suite from the label, never by cfg_options
+RATIO_OPTION = "dropkey.drop_ratio"  # would overrule the ratio a label carries
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -118,10 +122,14 @@ def _check_list(path, field_name: str, value, kind: type) -> list:
 
 
 def _check_variants(path, field_name: str, value) -> list:
+    """Path-safe labels; a label carrying a ratio must also name a known variant here, as its
+    run would otherwise fail late, looking for a config of an unknown base label."""
     labels = _check_list(path, field_name, value, str)
     for i, label in enumerate(labels):
         try:
             check_label(label)
+            if split_label(label)[1] is not None:
+                get_variant(label)
         except ValueError as err:
             raise DataFormatError(path, f"{field_name}[{i}]", str(err)) from None
     return labels
@@ -162,6 +170,9 @@ def _task_options(path, task: str, options, variants: list, seeds: list,
     if not isinstance(cfg_options, dict) or any(isinstance(v, dict) for v in cfg_options.values()):
         raise DataFormatError(path, f"{where}.cfg_options",
                               "expected a dict of dotted keys to plain values")
+    if VARIANT_OPTION in cfg_options:
+        raise DataFormatError(path, f"{where}.cfg_options.{VARIANT_OPTION}",
+                              "the variant of a run is its label in `variants`")
     if "epochs" in options:
         epochs = options["epochs"]
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -170,8 +181,13 @@ def _task_options(path, task: str, options, variants: list, seeds: list,
             raise DataFormatError(path, f"{where}.cfg_options",
                                   "sets train_cfg.max_epochs next to epochs; keep one")
         cfg_options = {**epochs_options(epochs), **cfg_options}
+    variants = _check_variants(path, f"{where}.variants", options.get("variants", variants))
+    carrying = [label for label in variants if split_label(label)[1] is not None]
+    if carrying and RATIO_OPTION in cfg_options:
+        raise DataFormatError(path, f"{where}.cfg_options.{RATIO_OPTION}",
+                              f"contradicts the ratio that {carrying[0]!r} carries")
     return dict(
-        variants=_check_variants(path, f"{where}.variants", options.get("variants", variants)),
+        variants=variants,
         seeds=_check_list(path, f"{where}.seeds", options.get("seeds", seeds), int),
         cfg_options=dict(cfg_options),
         config=_check_template(path, f"{where}.config",
@@ -212,23 +228,41 @@ def resolve_config(task: str, variant: str, template: str) -> tuple[Optional[Pat
     return None, f"{len(matches)} configs match {pattern}, expected one: {', '.join(matches)}"
 
 
-def plan_runs(tasks: dict, work_dir,
-              only_tasks: Optional[Iterable[str]] = None) -> list[PlannedRun]:
+def variant_config(task: str, variant: str, options: dict) -> tuple[Optional[Path], str, dict]:
+    """(config, why it is None, cfg_options) of one variant of a task: a label carrying its
+    ratio runs its base label's config with the label set as ``dropkey.variant``."""
+    base, ratio = split_label(variant)
+    config, error = resolve_config(task, base, options["config"])
+    if ratio is None:
+        return config, error, options["cfg_options"]
+    return config, error, {**options["cfg_options"], VARIANT_OPTION: variant}
+
+
+def plan_runs(tasks: dict, work_dir, only_tasks: Optional[Iterable[str]] = None,
+              only_variants: Optional[Iterable[str]] = None) -> list[PlannedRun]:
+    """The suite's runs, or those of ``only_tasks`` and ``only_variants`` (a part of a suite
+    runs in the suite's own directories, so a later full run skips what it finished)."""
     work_dir = Path(work_dir).resolve()
     if only_tasks:
         unknown = set(only_tasks) - set(tasks)
         if unknown:
             raise ValueError(f"--tasks: {sorted(unknown)} not in the suite (has {sorted(tasks)})")
         tasks = {name: tasks[name] for name in tasks if name in set(only_tasks)}
+    if only_variants:
+        known = {variant for options in tasks.values() for variant in options["variants"]}
+        unknown = set(only_variants) - known
+        if unknown:
+            raise ValueError(f"--variants: {sorted(unknown)} not in the suite's selected tasks")
     runs = []
     for task, options in tasks.items():
         for variant in options["variants"]:
-            config, error = resolve_config(task, variant, options["config"])
+            if only_variants and variant not in set(only_variants):
+                continue
+            config, error, cfg_options = variant_config(task, variant, options)
             for seed in options["seeds"]:
                 runs.append(PlannedRun(task, variant, seed,
                                        work_dir / task / variant / f"seed{seed}",
-                                       config, error, options["cfg_options"],
-                                       options["resources"]))
+                                       config, error, cfg_options, options["resources"]))
     return runs
 
 

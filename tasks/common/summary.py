@@ -10,6 +10,13 @@ Each comparison of a variant with a baseline on the primary metric gets its powe
 detectable difference, seeds needed for the effect of interest), a Holm-adjusted p-value over
 every such comparison in the report, and a verdict (:func:`tasks.common.statistics.verdict`).
 
+Two views follow the paper's ablations. The ratio sweep tabulates the labels that carry their
+ratio (``dropkey-dec-p0.3``) by base label and ratio. The inference alignment compares, on the
+primary metric, a run's Monte-Carlo evaluation (metrics ``mc/<key>``, report field
+``monte_carlo``) with its deterministic one, each run paired with itself, and a fine-tune-tail
+variant (``dropkey-dec-ft``) with the same variant trained without the tail, paired by seed.
+Both comparisons join the family of verdicts.
+
 Provenance: a benchmark whose reports come from more than one commit or machine is flagged
 (``warnings``). Two runs of one seed at different commits are not paired unless
 ``allow_mixed``: the same seed at another commit is another experiment, not a repeat. Reports
@@ -25,10 +32,12 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Optional
 
 import numpy as np
 
 from .files import DataFormatError, load_json
+from .monte_carlo import MC_PREFIX
 from .render import write_outputs
 from .report import REPORT_NAME, read_report
 from .statistics import (ALPHA, CONFIDENCE, DEFAULT_EFFECT_PERCENT, POWER, describe,
@@ -36,7 +45,7 @@ from .statistics import (ALPHA, CONFIDENCE, DEFAULT_EFFECT_PERCENT, POWER, descr
                          paired_difference, ranks_best_first, scaled_interval, seeds_needed,
                          verdict)
 from .suite import RUN_STATES, STATUS_NAME
-from .variants import BASELINES, variant_order
+from .variants import BASELINES, VARIANTS, split_label, variant_order
 
 UNKNOWN = "unknown"
 ALLOW_MIXED_HINT = ("rerun the benchmark at one commit to compare its variants, or run "
@@ -185,79 +194,175 @@ def _benchmark(name: str, runs: list[Run], allow_mixed: bool) -> dict:
                                           "seeds": list(per_seed),
                                           "values": list(per_seed.values()),
                                           "sources": sources(variant, per_seed)}
-    differences, cross_commit = {}, []
+    cross_commit = []
+
+    def compare(variant, baseline, compared_metrics, mirrored=False) -> dict:
+        """{metric: paired difference variant − baseline}; seed pairs across commits are left
+        out unless ``allow_mixed`` and recorded (once: not for a ``mirrored`` comparison)."""
+        shared = sorted(set(by_variant[variant]) & set(by_variant[baseline]))
+        across = [seed for seed in shared
+                  if by_variant[variant][seed].commit != by_variant[baseline][seed].commit]
+        if not mirrored:
+            cross_commit.extend({"variant": variant, "baseline": baseline, "seed": seed,
+                                 "commits": [by_variant[variant][seed].commit,
+                                             by_variant[baseline][seed].commit]}
+                                for seed in across)
+        paired = shared if allow_mixed else [seed for seed in shared if seed not in across]
+        cells = {}
+        for metric in compared_metrics:
+            diff = paired_difference(values(variant, metric, paired),
+                                     values(baseline, metric, paired))
+            if diff is not None:
+                diff["sources"] = sources(variant, diff["seeds"]) + sources(baseline, diff["seeds"])
+                diff["cross_commit_seeds"] = [s for s in across if s in diff["seeds"]]
+                cells[metric] = diff
+        return cells
+
+    differences = {}
     for baseline in BASELINES:
-        if baseline not in by_variant:
-            continue
-        differences[baseline] = {}
-        for variant in variants:
-            if variant == baseline:
-                continue
-            shared = sorted(set(by_variant[variant]) & set(by_variant[baseline]))
-            across = [seed for seed in shared
-                      if by_variant[variant][seed].commit != by_variant[baseline][seed].commit]
-            if variant not in differences:  # else counted as the mirrored comparison
-                cross_commit += [{"variant": variant, "baseline": baseline, "seed": seed,
-                                  "commits": [by_variant[variant][seed].commit,
-                                              by_variant[baseline][seed].commit]}
-                                 for seed in across]
-            paired = shared if allow_mixed else [seed for seed in shared if seed not in across]
-            differences[baseline][variant] = {}
-            for metric in metrics:
-                diff = paired_difference(values(variant, metric, paired),
-                                         values(baseline, metric, paired))
-                if diff is not None:
-                    diff["sources"] = (sources(variant, diff["seeds"])
-                                       + sources(baseline, diff["seeds"]))
-                    diff["cross_commit_seeds"] = [s for s in across if s in diff["seeds"]]
-                    differences[baseline][variant][metric] = diff
+        if baseline in by_variant:
+            differences[baseline] = {
+                variant: compare(variant, baseline, metrics, mirrored=variant in differences)
+                for variant in variants if variant != baseline}
+    finetune = {}
+    for variant in variants:
+        counterpart = finetune_counterpart(variant)
+        if counterpart in by_variant:
+            finetune[variant] = {"counterpart": counterpart, "difference":
+                                 compare(variant, counterpart, [primary]).get(primary)}
     return {
         "name": name, "task": first.report["task"], "dataset": first.report["dataset"],
         "primary_metric": primary, "higher_is_better": first.report["higher_is_better"],
         "variants": variants, "metrics": metrics,
         "seeds": sorted({seed for seeds in by_variant.values() for seed in seeds}),
         "stats": table, "differences": differences,
+        "ratio_sweep": _ratio_sweep(by_variant, table, primary),
+        "inference_alignment": {"monte_carlo": _monte_carlo(by_variant, primary),
+                                "finetune": finetune},
         "provenance": _provenance(by_variant, cross_commit, allow_mixed),
         "runs": {variant: {str(seed): str(run.path) for seed, run in sorted(seeds.items())}
                  for variant, seeds in by_variant.items()},
     }
 
 
+def finetune_counterpart(label: str) -> Optional[str]:
+    """The label a fine-tune-tail variant is compared with: the registry variant it equals
+    without the tail, at the same ratio (``dropkey-dec-ft-p0.3`` -> ``dropkey-dec-p0.3``);
+    None for any other label."""
+    base, _ = split_label(label)
+    variant = VARIANTS.get(base)
+    if variant is None or not variant.finetune_tail:
+        return None
+    for other_label, other in VARIANTS.items():
+        if not other.finetune_tail and other.injection() == variant.injection():
+            return other_label + label[len(base):]
+    return None
+
+
+def _ratio_sweep(by_variant: dict, table: dict, primary: str) -> Optional[dict]:
+    """The primary metric of the labels carrying their ratio: one row per base label, one
+    column per ratio (cells None where nothing ran); None without such labels.
+
+    A run whose report trained at another base ratio than its label carries (a config that
+    overrides ``dropkey.drop_ratio``) is listed in ``mismatched``.
+    """
+    carrying = {label: split for label in by_variant
+                if (split := split_label(label))[1] is not None}
+    if not carrying:
+        return None
+    ratios = sorted({ratio for _, ratio in carrying.values()})
+    bases = sorted({base for base, _ in carrying.values()}, key=variant_order)
+    rows = {base: [None] * len(ratios) for base in bases}
+    mismatched = []
+    for label in sorted(carrying, key=variant_order):
+        base, ratio = carrying[label]
+        column = ratios.index(ratio)
+        if rows[base][column] is not None:
+            run = next(iter(by_variant[label].values()))
+            raise DataFormatError(run.path, "variant", f"{label!r} and "
+                                  f"{rows[base][column]['variant']!r} carry the same ratio")
+        rows[base][column] = {"variant": label, **table[label][primary]}
+        mismatched += [{"variant": label, "seed": seed, "source": str(run.path),
+                        "base_drop_ratio": run.report["base_drop_ratio"]}
+                       for seed, run in sorted(by_variant[label].items())
+                       if run.report.get("base_drop_ratio", ratio) != ratio]
+    return {"ratios": ratios, "rows": [{"variant": base, "schedule": VARIANTS[base].schedule,
+                                        "cells": rows[base]} for base in bases],
+            "mismatched": mismatched}
+
+
+def _monte_carlo_samples(run: Run) -> int:
+    """K of a run with Monte-Carlo metrics (``read_report`` checked the field's form)."""
+    record = run.report.get("monte_carlo")
+    if record is None:
+        raise DataFormatError(run.path, "monte_carlo", f"is missing or null, but metrics hold "
+                              f"{MC_PREFIX}/ keys (the number of passes they averaged)")
+    return record["samples"]
+
+
+def _monte_carlo(by_variant: dict, primary: str) -> dict:
+    """Per variant whose runs evaluated Monte-Carlo too: the primary metric's difference
+    Monte-Carlo − deterministic, each run paired with itself (same weights, same data)."""
+    key, out = f"{MC_PREFIX}/{primary}", {}
+    for variant in sorted(by_variant, key=variant_order):
+        runs = {seed: run for seed, run in sorted(by_variant[variant].items())
+                if key in run.report["metrics"]}
+        if not runs:
+            continue
+        diff = paired_difference({seed: run.report["metrics"][key] for seed, run in runs.items()},
+                                 {seed: run.report["metrics"][primary]
+                                  for seed, run in runs.items()})
+        diff["sources"] = [str(run.path) for run in runs.values()]
+        out[variant] = {"metric": key, "difference": diff,
+                        "samples": sorted({_monte_carlo_samples(run) for run in runs.values()})}
+    return out
+
+
+def _primary_comparisons(bench: dict) -> Iterator[tuple[object, dict]]:
+    """(identity of the test, cell) of every paired comparison of a benchmark's primary metric;
+    a test compared both ways (``none`` vs ``attndrop`` and back) has one identity."""
+    primary = bench["primary_metric"]
+    for baseline, by_variant in bench["differences"].items():
+        for variant, cells in by_variant.items():
+            if primary in cells:
+                yield frozenset((variant, baseline)), cells[primary]
+    alignment = bench["inference_alignment"]
+    for variant, entry in alignment["monte_carlo"].items():
+        yield ("monte_carlo", variant), entry["difference"]
+    for variant, entry in alignment["finetune"].items():
+        if entry["difference"] is not None:
+            yield frozenset((variant, entry["counterpart"])), entry["difference"]
+
+
 def _assess(benchmarks: list[dict], effect_percent: float) -> dict:
     """Power, Holm-adjusted p-value and verdict of every primary-metric comparison, in place.
 
-    The family is every comparison in the report with a p-value, each pair of variants once
-    (``none`` vs ``attndrop`` and ``attndrop`` vs ``none`` are one test). Returns the family's
-    size with the effect, alpha and power every verdict used.
+    The family is every comparison in the report with a p-value (with the baselines and of the
+    inference alignment, :func:`_primary_comparisons`), each pair of variants once (``none`` vs
+    ``attndrop`` and ``attndrop`` vs ``none`` are one test). Returns the family's size with the
+    effect, alpha and power every verdict used.
     """
-    family = defaultdict(list)  # (benchmark, {variant, baseline}) -> cells of that test
+    family = defaultdict(list)  # (benchmark, test identity) -> cells of that test
     for bench in benchmarks:
-        for baseline, by_variant in bench["differences"].items():
-            for variant, cells in by_variant.items():
-                cell = cells.get(bench["primary_metric"])
-                if cell is None:
-                    continue
-                effect = effect_percent / 100 * abs(cell["baseline_mean"])
-                cell.update(
-                    effect=effect,
-                    mdd=minimum_detectable_difference(cell["sd"], cell["n"]),
-                    seeds_needed=seeds_needed(effect, cell["sd"]),
-                    p_equivalence=equivalence_p_value(cell["differences"], effect),
-                    p_holm=None)
-                if cell["p_value"] is not None:
-                    family[(bench["name"], frozenset((variant, baseline)))].append(cell)
+        for test, cell in _primary_comparisons(bench):
+            effect = effect_percent / 100 * abs(cell["baseline_mean"])
+            cell.update(
+                effect=effect,
+                mdd=minimum_detectable_difference(cell["sd"], cell["n"]),
+                seeds_needed=seeds_needed(effect, cell["sd"]),
+                p_equivalence=equivalence_p_value(cell["differences"], effect),
+                p_holm=None)
+            if cell["p_value"] is not None:
+                family[(bench["name"], test)].append(cell)
     tests = list(family.values())
     for cells, adjusted in zip(tests, holm([cells[0]["p_value"] for cells in tests])):
         for cell in cells:
             cell["p_holm"] = adjusted
     for bench in benchmarks:
-        for by_variant in bench["differences"].values():
-            for cells in by_variant.values():
-                cell = cells.get(bench["primary_metric"])
-                if cell is not None:
-                    cell["verdict"] = verdict(cell["mean"], cell["p_holm"], cell["p_equivalence"],
-                                              cell["mdd"], cell["effect"], effect_percent,
-                                              bench["higher_is_better"])
+        for _, cell in _primary_comparisons(bench):
+            cell["verdict"] = verdict(cell["mean"], cell["p_holm"], cell["p_equivalence"],
+                                      cell["mdd"], cell["effect"], effect_percent,
+                                      bench["higher_is_better"])
     return {"size": len(tests), "effect_percent": effect_percent, "alpha": ALPHA,
             "power": POWER}
 
@@ -287,6 +392,13 @@ def _warnings(benchmarks: list[dict]) -> list[str]:
         elif prov["unknown_machine"]:
             out.append(f"{bench['name']}: {_count(prov['unknown_machine'], 'report')} without "
                        "a machine record (written before the field existed).")
+        sweep = bench["ratio_sweep"]
+        if sweep and sweep["mismatched"]:
+            out.append(f"{bench['name']}: {_count(len(sweep['mismatched']), 'run')} trained at "
+                       "another base ratio than its label carries (its config overrides "
+                       "dropkey.drop_ratio): " + ", ".join(
+                           f"{m['variant']} seed {m['seed']} at {m['base_drop_ratio']:g}"
+                           for m in sweep["mismatched"]) + ".")
         if prov["dirty"]:
             out.append(f"{bench['name']}: {_count(prov['dirty'], 'report')} from a tree with "
                        "local changes (+dirty); runs of one dirty commit need not share their "

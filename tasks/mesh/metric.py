@@ -16,8 +16,12 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import METRICS
 
+from tasks.common.monte_carlo import MC_PREFIX, MonteCarloMetric, monte_carlo_names
+
 H36M_TO_J14 = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
 ROOT_JOINTS = {"pelvis": (0,), "mid_hip": (1, 4)}
+SAMPLE_FIELDS = ("pred_joints", "gt_joints", "pred_vertices", "gt_vertices", "baseline_joints",
+                 "mc_pred_joints", "mc_pred_vertices")  # the last two with Monte-Carlo evaluation
 
 
 def _like(errors: torch.Tensor, reference):
@@ -73,13 +77,15 @@ def root_align(points: torch.Tensor, joints: torch.Tensor, convention: str) -> t
 
 
 @METRICS.register_module()
-class MeshMetric(BaseMetric):
+class MeshMetric(MonteCarloMetric, BaseMetric):
     """MPJPE, PA-MPJPE and PVE (mm) of predicted meshes, and the PA-MPJPE of the mean-pose
     baseline on the same samples (``baseline_pa_mpjpe``; a model must beat it to have learnt).
 
     Each data sample carries ``pred_joints`` / ``gt_joints`` (17 H36M joints), ``pred_vertices``
-    / ``gt_vertices`` and ``baseline_joints``, in metres. Per-sample errors are computed as the
-    batches arrive, so only five numbers per sample are kept.
+    / ``gt_vertices`` and ``baseline_joints``, in metres; with Monte-Carlo evaluation also
+    ``mc_pred_joints`` / ``mc_pred_vertices``, whose errors are reported as ``mc/...``.
+    Per-sample errors are computed as the batches arrive, so only a few numbers per sample are
+    kept.
     """
 
     default_prefix = "mesh"
@@ -95,26 +101,37 @@ class MeshMetric(BaseMetric):
 
     def process(self, data_batch, data_samples) -> None:
         batch = {key: torch.stack([sample[key].detach().double().cpu() for sample in data_samples])
-                 for key in ("pred_joints", "gt_joints", "pred_vertices", "gt_vertices",
-                             "baseline_joints")}
-        joints = {name: root_align(batch[f"{name}_joints"], batch[f"{name}_joints"],
-                                   self.root_alignment)[:, self.joint_subset]
-                  for name in ("pred", "gt", "baseline")}
-        vertices = {name: root_align(batch[f"{name}_vertices"], batch[f"{name}_joints"],
-                                     self.root_alignment) for name in ("pred", "gt")}
-        errors = {
-            "mpjpe": mpjpe(joints["pred"], joints["gt"]),
-            "pa_mpjpe": pa_mpjpe(joints["pred"], joints["gt"]),
-            "pve": pve(vertices["pred"], vertices["gt"]),
-            "baseline_mpjpe": mpjpe(joints["baseline"], joints["gt"]),
-            "baseline_pa_mpjpe": pa_mpjpe(joints["baseline"], joints["gt"]),
-        }
+                 for key in SAMPLE_FIELDS if key in data_samples[0]}
+
+        def joints(name):
+            return root_align(batch[f"{name}_joints"], batch[f"{name}_joints"],
+                              self.root_alignment)[:, self.joint_subset]
+
+        def vertices(name):
+            return root_align(batch[f"{name}_vertices"], batch[f"{name}_joints"],
+                              self.root_alignment)
+
+        gt_joints, gt_vertices = joints("gt"), vertices("gt")
+
+        def prediction_errors(name):
+            predicted = joints(name)
+            return {"mpjpe": mpjpe(predicted, gt_joints),
+                    "pa_mpjpe": pa_mpjpe(predicted, gt_joints),
+                    "pve": pve(vertices(name), gt_vertices)}
+
+        errors = prediction_errors("pred")
+        errors.update(baseline_mpjpe=mpjpe(joints("baseline"), gt_joints),
+                      baseline_pa_mpjpe=pa_mpjpe(joints("baseline"), gt_joints))
+        if "mc_pred_joints" in batch:
+            errors.update(monte_carlo_names(prediction_errors("mc_pred")))
         self.results.extend({key: float(value[i]) for key, value in errors.items()}
                             for i in range(len(data_samples)))
 
     def compute_metrics(self, results: list) -> dict:
         metrics = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
-        metrics["pa_mpjpe_vs_baseline"] = metrics["pa_mpjpe"] / metrics["baseline_pa_mpjpe"]
+        for name in ("pa_mpjpe", f"{MC_PREFIX}/pa_mpjpe"):
+            if name in metrics:
+                metrics[f"{name}_vs_baseline"] = metrics[name] / metrics["baseline_pa_mpjpe"]
         if not all(np.isfinite(v) for v in metrics.values()):
             raise FloatingPointError(f"non-finite mesh metrics: {metrics}")
         return metrics

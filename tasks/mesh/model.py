@@ -5,7 +5,10 @@ decoder (``nn.TransformerDecoderLayer``) whose queries are one token per SMPL jo
 one for the shape and one for the camera -> SMPL pose (6D rotations), betas and a weak-perspective
 camera, decoded into vertices and joints by smplx. Predictions start at the mean parameters
 (the heads are zero-initialised), as in HMR/SPIN. DropKey is injected into the encoder's and the
-decoder's attention by the config's ``DropKeyHook``; nothing here depends on it.
+decoder's attention by the config's ``DropKeyHook``; nothing here depends on it. Monte-Carlo
+evaluation (:mod:`tasks.common.monte_carlo`) averages the regressed parameters of its stochastic
+passes (6D rotations, betas, camera) and decodes the mean as it decodes one pass: a mean of 6D
+vectors still gives a rotation through Gram-Schmidt, a mean of rotation matrices is none.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from tasks.common.files import DataFormatError, load_arrays, numeric_array
+from tasks.common.monte_carlo import MonteCarloModel
 
 from .body_model import BodyModel
 from .generate import generated_mean_params
@@ -79,7 +83,7 @@ def _cnn_trunk(name: str, stages: int) -> nn.Sequential:
 
 
 @MODELS.register_module()
-class MeshTransformer(BaseModel):
+class MeshTransformer(MonteCarloModel, BaseModel):
     """Image -> SMPL pose, shape and camera, through image tokens and parameter queries.
 
     Args:
@@ -140,15 +144,25 @@ class MeshTransformer(BaseModel):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def regress(self, inputs: torch.Tensor) -> dict:
-        """SMPL rotations (B, 24, 3, 3), betas (B, 10) and camera (B, 3) of an image batch."""
+    def regress_parameters(self, inputs: torch.Tensor) -> dict:
+        """The network's outputs for an image batch: 6D joint rotations (B, 24, 6), betas
+        (B, 10) and camera (B, 3)."""
         tokens = self.input_proj(self.backbone(inputs).flatten(2).transpose(1, 2))
         memory = self.encoder_norm(self.encoder(tokens + self.image_pos))
         queries = self.decoder(self.queries.expand(inputs.shape[0], -1, -1), memory)
-        rot6d = self.mean_rot6d + self.pose_head(queries[:, :NUM_SMPL_JOINTS])
-        return {"rotmats": rot6d_to_rotmat(rot6d),
+        return {"rot6d": self.mean_rot6d + self.pose_head(queries[:, :NUM_SMPL_JOINTS]),
                 "betas": self.mean_betas + self.shape_head(queries[:, NUM_SMPL_JOINTS]),
                 "camera": self.mean_camera + self.camera_head(queries[:, NUM_SMPL_JOINTS + 1])}
+
+    @staticmethod
+    def smpl_parameters(params: dict) -> dict:
+        """:meth:`regress_parameters`' output with the 6D rotations as matrices (B, 24, 3, 3)."""
+        return {"rotmats": rot6d_to_rotmat(params["rot6d"]), "betas": params["betas"],
+                "camera": params["camera"]}
+
+    def regress(self, inputs: torch.Tensor) -> dict:
+        """SMPL rotations (B, 24, 3, 3), betas (B, 10) and camera (B, 3) of an image batch."""
+        return self.smpl_parameters(self.regress_parameters(inputs))
 
     def _ground_truth(self, samples: dict) -> dict:
         rotmats = axis_angle_to_rotmat(samples["pose"])
@@ -164,7 +178,12 @@ class MeshTransformer(BaseModel):
         if mode == "loss":
             return self.loss(params, mesh, self._ground_truth(data_samples), data_samples)
         if mode == "predict":
-            return self.predict(mesh, self._ground_truth(data_samples))
+            averaged = self.monte_carlo(lambda: self.regress_parameters(inputs))
+            averaged_mesh = None
+            if averaged is not None:
+                averaged = self.smpl_parameters(averaged)
+                averaged_mesh = self.body(averaged["rotmats"], averaged["betas"])
+            return self.predict(mesh, self._ground_truth(data_samples), averaged_mesh)
         raise ValueError(f"unknown mode {mode!r}")
 
     def loss(self, params: dict, mesh: dict, gt: dict, samples: dict) -> dict:
@@ -187,11 +206,17 @@ class MeshTransformer(BaseModel):
         }
         return {f"loss_{name}": self.loss_weights[name] * value for name, value in losses.items()}
 
-    def predict(self, mesh: dict, gt: dict) -> list[dict]:
+    def predict(self, mesh: dict, gt: dict, averaged_mesh: Optional[dict] = None) -> list[dict]:
         """Per sample: predicted and ground-truth H36M joints and vertices, and the joints of
-        the mean-pose baseline, all in metres."""
+        the mean-pose baseline, all in metres; with ``averaged_mesh`` (Monte-Carlo evaluation)
+        also its joints and vertices as ``mc_pred_joints`` and ``mc_pred_vertices``."""
         baseline = self.body(rot6d_to_rotmat(self.mean_rot6d)[None], self.mean_betas[None])
-        return [{"pred_joints": mesh["h36m_joints"][i], "gt_joints": gt["h36m_joints"][i],
-                 "pred_vertices": mesh["vertices"][i], "gt_vertices": gt["vertices"][i],
-                 "baseline_joints": baseline["h36m_joints"][0]}
-                for i in range(len(mesh["vertices"]))]
+        samples = [{"pred_joints": mesh["h36m_joints"][i], "gt_joints": gt["h36m_joints"][i],
+                    "pred_vertices": mesh["vertices"][i], "gt_vertices": gt["vertices"][i],
+                    "baseline_joints": baseline["h36m_joints"][0]}
+                   for i in range(len(mesh["vertices"]))]
+        if averaged_mesh is not None:
+            for sample, joints, vertices in zip(samples, averaged_mesh["h36m_joints"],
+                                                averaged_mesh["vertices"]):
+                sample.update(mc_pred_joints=joints, mc_pred_vertices=vertices)
+        return samples

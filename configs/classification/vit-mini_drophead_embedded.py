@@ -1,0 +1,1 @@
+_base_ = ['../_base_/classification/vit-mini_digits.py', '../_base_/methods/drophead.py']

@@ -1,0 +1,1 @@
+_base_ = ['../_base_/mesh/metro-mini_generated.py', '../_base_/methods/drophead.py']
