@@ -50,6 +50,10 @@ def test_presets_cover_every_task_and_the_issue_variants():
     assert standard["classification"]["variants"] == FIVE + ["dropkey-block"]
     assert all(standard[t]["variants"] == FIVE for t in TASKS - {"classification"})
     assert all(t["seeds"] == [0, 1, 2] and not t["cfg_options"] for t in standard.values())
+    spread = load_suite("spread")  # the seed's own spread: `none`, five seeds, full schedules
+    assert set(spread) == TASKS
+    assert all(t["variants"] == ["none"] and t["seeds"] == [0, 1, 2, 3, 4]
+               and not t["cfg_options"] for t in spread.values())
 
 
 @pytest.mark.parametrize("preset", ["quick", "standard"])
