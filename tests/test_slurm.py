@@ -21,6 +21,9 @@ from test_suite import run_suite_tool, write_suite
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"classification": {"epochs": 4}, "mesh": {"epochs": 3}}  # the cheapest schedules
+# Runs that outlast the start-up of a second suite process (a follower, --cancel) even on a
+# loaded machine: 60 epochs of classification take a minute or more at one thread.
+LONG_EPOCHS = 60
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
@@ -210,7 +213,7 @@ def start_suite(*args) -> subprocess.Popen:
 def test_cancelled_job_is_followed_then_resubmitted_and_resumes(cluster, tmp_path):
     run = "classification/none/seed0"
     suite = write_suite(tmp_path / "long.py", {"classification": {
-        "epochs": 12, "cfg_options": {"default_hooks.checkpoint.interval": 1}}})
+        "epochs": LONG_EPOCHS, "cfg_options": {"default_hooks.checkpoint.interval": 1}}})
     work = tmp_path / "w"
     first = start_suite(suite, "--work-dir", work, "--executor", "slurm")
     wait_for(lambda: checkpointed_epoch(work / run) >= 2, "the second epoch's checkpoint")
@@ -239,7 +242,7 @@ def test_cancelled_job_is_followed_then_resubmitted_and_resumes(cluster, tmp_pat
     log = (work / run / "run.log").read_text()
     resumed = re.findall(r"resumed epoch: (\d+)", log)
     assert len(resumed) == 1 and int(resumed[0]) >= 2, log
-    assert read_report(work / run / "report.json")["epochs"] == 12
+    assert read_report(work / run / "report.json")["epochs"] == LONG_EPOCHS
 
 
 @pytest.mark.slurm
@@ -268,7 +271,8 @@ def test_job_over_its_time_limit_requeues_and_finishes(cluster, tmp_path):
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_cancel_stops_the_suites_live_jobs(cluster, tmp_path):
-    suite = write_suite(tmp_path / "tiny.py", TINY, variants=("none", "dropkey-dec"))
+    suite = write_suite(tmp_path / "long.py", {task: {"epochs": LONG_EPOCHS} for task in TINY},
+                        variants=("none", "dropkey-dec"))
     work = tmp_path / "w"
     follower = start_suite(suite, "--work-dir", work, "--executor", "slurm")
     wait_for(lambda: len(list(work.rglob("run_status.json"))) == 4, "the submission", 60)
