@@ -26,9 +26,8 @@ from tasks.common.render import (NOT_COMPARED, attention_stack, curve_figure, do
 from tasks.common.report import read_report
 from tasks.common.statistics import (describe, kendalls_w, paired_difference, ranks_best_first,
                                      scaled_interval)
-from tasks.common.summary import (aggregate, collect, finetune_counterpart, read_status,
-                                  summarise)
-from tasks.common.variants import VARIANTS, get_variant
+from tasks.common.summary import aggregate, collect, read_status, summarise
+from tasks.common.variants import VARIANTS, finetune_counterpart, get_variant
 
 REPO = Path(__file__).resolve().parents[1]
 CLS_TOP1 = {  # variant -> per-seed top-1 (seeds 0, 1, 2)

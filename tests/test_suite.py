@@ -11,10 +11,9 @@ from mmengine.config import Config, DictAction
 from tasks.common.files import DataFormatError
 from tasks.common.hooks import resolve_dropkey
 from tasks.common.report import read_report
-from tasks.common.summary import finetune_counterpart
 from tasks.common.suite import (epochs_options, format_option, load_suite, plan_runs,
                                 resolve_config)
-from tasks.common.variants import get_variant, split_label
+from tasks.common.variants import finetune_counterpart, get_variant, split_label
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {"classification", "detection", "hoi", "mesh"}

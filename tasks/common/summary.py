@@ -45,7 +45,8 @@ from .statistics import (ALPHA, CONFIDENCE, DEFAULT_EFFECT_PERCENT, POWER, descr
                          paired_difference, ranks_best_first, scaled_interval, seeds_needed,
                          verdict)
 from .suite import RUN_STATES, STATUS_NAME
-from .variants import BASELINES, VARIANTS, split_label, variant_order
+from .variants import (BASELINES, VARIANTS, finetune_counterpart, split_label,
+                       variant_order)
 
 UNKNOWN = "unknown"
 ALLOW_MIXED_HINT = ("rerun the benchmark at one commit to compare its variants, or run "
@@ -243,20 +244,6 @@ def _benchmark(name: str, runs: list[Run], allow_mixed: bool) -> dict:
         "runs": {variant: {str(seed): str(run.path) for seed, run in sorted(seeds.items())}
                  for variant, seeds in by_variant.items()},
     }
-
-
-def finetune_counterpart(label: str) -> Optional[str]:
-    """The label a fine-tune-tail variant is compared with: the registry variant it equals
-    without the tail, at the same ratio (``dropkey-dec-ft-p0.3`` -> ``dropkey-dec-p0.3``);
-    None for any other label."""
-    base, _ = split_label(label)
-    variant = VARIANTS.get(base)
-    if variant is None or not variant.finetune_tail:
-        return None
-    for other_label, other in VARIANTS.items():
-        if not other.finetune_tail and other.injection() == variant.injection():
-            return other_label + label[len(base):]
-    return None
 
 
 def _ratio_sweep(by_variant: dict, table: dict, primary: str) -> Optional[dict]:

@@ -99,6 +99,20 @@ def get_variant(label: str) -> Variant:
     return replace(variant, drop_ratio=ratio)
 
 
+def finetune_counterpart(label: str) -> Optional[str]:
+    """The label a fine-tune-tail variant is compared with: the registry variant it equals
+    without the tail, at the same ratio (``dropkey-dec-ft-p0.3`` -> ``dropkey-dec-p0.3``);
+    None for any other label."""
+    base, _ = split_label(label)
+    variant = VARIANTS.get(base)
+    if variant is None or not variant.finetune_tail:
+        return None
+    for other_label, other in VARIANTS.items():
+        if not other.finetune_tail and other.injection() == variant.injection():
+            return other_label + label[len(base):]
+    return None
+
+
 def variant_order(label: str) -> tuple:
     """Sort key: registry order of the base label, then its ratio, then unknown labels
     alphabetically."""
