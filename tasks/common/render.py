@@ -29,6 +29,8 @@ from .variants import BASELINES
 
 OUTPUT_STEM = "summary"
 MAX_DECIMALS = 6
+LEGEND_INSIDE_MAX = 8  # more variants than this: the legend goes beside the plot
+LEGEND_ROWS_MAX = 10  # in columns of at most this many, so it stays as tall as the plot
 
 
 # --------------------------------------------------------------------------------------- tables
@@ -349,6 +351,16 @@ def _png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _variant_legend(ax, count: int) -> None:
+    """The variants' legend: inside the axes for a few, beside them (right) for more, where it
+    would hide the lines (an ablation has about twenty)."""
+    if count <= LEGEND_INSIDE_MAX:
+        ax.legend(fontsize=7)
+    else:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0,
+                  frameon=False, ncol=math.ceil(count / LEGEND_ROWS_MAX))
+
+
 def _colors(variants: list[str]) -> dict:
     """One colour per variant; tab20 beyond ten variants (an ablation has about twenty)."""
     palette = matplotlib.colormaps["tab10" if len(variants) <= 10 else "tab20"].colors
@@ -474,7 +486,8 @@ def layer_figure(bench: dict, reports: dict, colors: dict, field: str,
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("depth in the stack (0 = nearest the input)")
     axes[0].set_ylabel(label)
-    axes[0].legend(fontsize=7)
+    count = len(bench["variants"])
+    _variant_legend(axes[0] if count <= LEGEND_INSIDE_MAX else axes[-1], count)
     return fig
 
 
@@ -495,8 +508,10 @@ def curve_figure(bench: dict, reports: dict, colors: dict) -> Optional[Figure]:
                     drawn = True
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("logged step")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    many = len(reports) > LEGEND_INSIDE_MAX
+    for ax in labelled[-1:] if many else labelled:  # beside the figure: once is enough
+        _variant_legend(ax, len(reports))
     return fig if drawn else None
 
 
