@@ -8,6 +8,6 @@ seeds = [0]
 tasks = dict(
     classification=dict(epochs=12),  # of 60
     detection=dict(epochs=3),  # of 14
-    hoi=dict(epochs=10),  # of 40
+    hoi=dict(epochs=10),  # of 80
     mesh=dict(epochs=8),  # of 30
 )
