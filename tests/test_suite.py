@@ -314,3 +314,17 @@ def test_real_suite_isolates_failures_and_resumes(run_tool, shortest_epochs, tmp
     assert "runs: 0 ok, 1 failed, 1 skipped" in second.stdout
     assert (work / "classification" / "none" / "seed0" / "report.json").stat().st_mtime_ns \
         == report_time
+
+    # A run stopped after its last checkpoint but before its report resumes instead of training
+    # again: the rerun trains no epoch, and the report it writes holds the same metrics.
+    run_dir = work / "classification" / "none" / "seed0"
+    (run_dir / "report.json").unlink()
+    log_before = (run_dir / "run.log").read_text()
+    third = run_tool("run_suite.py", suite, "--work-dir", work, "--tasks", "classification")
+    assert third.returncode == 0, third.stdout + third.stderr
+    attempt = (run_dir / "run.log").read_text()
+    assert attempt.startswith(log_before)
+    assert "Epoch(train)" in log_before and "Epoch(train)" not in attempt[len(log_before):]
+    assert "--resume" in json.loads((run_dir / "run_status.json").read_text())["command"]
+    resumed = read_report(run_dir / "report.json")
+    assert resumed["metrics"] == pytest.approx(report["metrics"])

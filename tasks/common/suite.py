@@ -354,15 +354,19 @@ class Progress:
 
 
 def execute(run: PlannedRun, threads: int) -> dict:
-    """Run one training subprocess; returns (and writes) its final status record."""
+    """Run one training subprocess; returns (and writes) its final status record.
+
+    ``--resume``: a run interrupted by a stopped suite continues from its latest checkpoint
+    (resume is exact, README "Checkpoints and resume") instead of training again from epoch 0;
+    its ``run.log`` grows by the new attempt's output."""
     if run.config is None:
         return _write_status(run, "failed", reason=run.config_error, seconds=0.0)
     env = dict(os.environ, **thread_env(threads))
-    command = run.command()
+    command = run.command(resume=True)
     log = run.work_dir / LOG_NAME
     _write_status(run, "running", command=command, threads=threads, log=str(log))
     started = time.perf_counter()
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         returncode = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     seconds = round(time.perf_counter() - started, 1)
