@@ -328,3 +328,18 @@ def test_real_suite_isolates_failures_and_resumes(run_tool, shortest_epochs, tmp
     assert "--resume" in json.loads((run_dir / "run_status.json").read_text())["command"]
     resumed = read_report(run_dir / "report.json")
     assert resumed["metrics"] == pytest.approx(report["metrics"])
+
+    # Its checkpoint is not resumed under a recipe that resolves differently: the run fails at
+    # once, naming the config and the directory to remove, and trains nothing.
+    (run_dir / "report.json").unlink()
+    changed = write_suite(tmp_path / "changed.py", {"classification": {
+        "epochs": epochs, "cfg_options": {"optim_wrapper.optimizer.lr": 1e-5}}})
+    log_before = (run_dir / "run.log").read_text()
+    fourth = run_tool("run_suite.py", changed, "--work-dir", work)
+    assert fourth.returncode == 1
+    status = json.loads((run_dir / "run_status.json").read_text())
+    assert status["status"] == "failed"
+    assert "resolves differently from the config its checkpoint was trained with" in status["reason"]
+    assert f"remove {run_dir}" in status["reason"]
+    assert (run_dir / "run.log").read_text() == log_before
+    assert not (run_dir / "report.json").exists()

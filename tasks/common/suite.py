@@ -18,7 +18,8 @@ override ``variants``/``seeds`` and set
 
 Every run gets ``WORK_DIR/<task>/<variant>/seed<k>/`` holding the run's own work dir contents,
 ``run.log`` (its stdout and stderr) and ``run_status.json`` (pending, running, ok or failed, with
-the reason and the log's tail; the executor and, on Slurm, the job id and its last known state),
+the reason and the log's tail; the executor, the fingerprint of the resolved config the run
+started with and, on Slurm, the job id and its last known state),
 which the aggregation reads to list runs that produced no report and a rerun reads to follow
 jobs that are still queued or running instead of submitting them again.
 Task names and variant labels become directory names, so both are checked to be path-safe when
@@ -27,6 +28,7 @@ the suite file is read.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -91,6 +93,17 @@ class PlannedRun:
             command.append("--cfg-options")
             command += [f"{key}={format_option(value)}" for key, value in self.cfg_options.items()]
         return command
+
+    def recipe(self) -> Optional[str]:
+        """Fingerprint of the resolved config (file, its bases and the cfg_options), or None when
+        it does not parse (the run then fails in train.py, which says why)."""
+        try:
+            cfg = Config.fromfile(self.config, import_custom_modules=False)
+            cfg.merge_from_dict(self.cfg_options)
+        except Exception:  # noqa: BLE001 - any parse error is train.py's to report
+            return None
+        text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def format_option(value) -> str:
@@ -291,6 +304,9 @@ def _log_tail(path: Path) -> str:
 
 
 def _write_status(run: PlannedRun, status: str, executor: str = "local", **extra) -> dict:
+    """Write the run's status record; the recipe it started with stays until a new start."""
+    if "recipe" not in extra:
+        extra["recipe"] = (read_run_status(run) or {}).get("recipe")
     record = dict(task=run.task, variant=run.variant, seed=run.seed,
                   config=str(run.config) if run.config else None, status=status,
                   executor=executor, **extra)
@@ -364,7 +380,8 @@ def execute(run: PlannedRun, threads: int) -> dict:
     env = dict(os.environ, **thread_env(threads))
     command = run.command(resume=True)
     log = run.work_dir / LOG_NAME
-    _write_status(run, "running", command=command, threads=threads, log=str(log))
+    _write_status(run, "running", command=command, threads=threads, log=str(log),
+                  recipe=run.recipe())
     started = time.perf_counter()
     with open(log, "ab") as out:
         returncode = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=out,
@@ -382,14 +399,30 @@ def execute(run: PlannedRun, threads: int) -> dict:
     return _write_status(run, "ok", **common)
 
 
+def changed_recipe(run: PlannedRun) -> Optional[str]:
+    """Why the run must not resume its checkpoint: its config resolves differently from the one
+    the checkpoint was trained with (resuming would mix two recipes in one run); else None."""
+    started_with = (read_run_status(run) or {}).get("recipe")
+    if run.config is None or not started_with or not (run.work_dir / "last_checkpoint").exists():
+        return None
+    if run.recipe() == started_with:
+        return None
+    return (f"{run.config} resolves differently from the config its checkpoint was trained with; "
+            f"remove {run.work_dir} to train it again")
+
+
 def _runs_to_do(runs: list[PlannedRun], echo) -> list[PlannedRun]:
+    """Runs without a valid report; a run whose checkpoint another recipe wrote fails at once."""
     todo = []
-    for run in sorted(runs, key=lambda r: r.config is not None):  # config-less fail at once
+    for run in runs:
         if has_valid_report(run.work_dir):
             echo(f"[skip] {run.name}: valid {REPORT_NAME} exists")
-        else:
-            todo.append(run)
-    return todo
+            continue
+        reason = changed_recipe(run)
+        if reason:
+            run.config, run.config_error = None, reason
+        todo.append(run)
+    return sorted(todo, key=lambda r: r.config is not None)  # config-less fail at once
 
 
 def run_suite(runs: list[PlannedRun], jobs: int = 1, threads: Optional[int] = None,
@@ -486,7 +519,7 @@ def run_suite_slurm(runs: list[PlannedRun], work_dir, max_parallel: Optional[int
                                      setup)
         for run, job, job_id in zip(group, train_jobs, job_ids):
             jobs[job_id] = (run, _write_status(
-                run, "pending", "slurm", job_id=job_id, slurm_state="PENDING",
+                run, "pending", "slurm", recipe=run.recipe(), job_id=job_id, slurm_state="PENDING",
                 command=job.command, threads=slurm_threads(run, threads),
                 log=str(run.work_dir / LOG_NAME), submitted=time.time()))
         echo(f"[submit] {len(group)} run(s) as job array {job_ids[0].split('_')[0]} "
