@@ -125,9 +125,16 @@ def config_for_testing(args: argparse.Namespace) -> Config:
 
 
 def run_cli(main) -> None:
-    """Run ``main()``; bad input data ends the process with a one-line error and exit code 2."""
+    """Run ``main()``; bad input data ends the process with a one-line error and exit code 2.
+
+    A distributed run's process group is destroyed before the interpreter exits: left to the
+    exit handlers, gloo's threads were torn down unjoined and a rank could abort with SIGABRT
+    ("terminate called without an active exception") after its results were written."""
     try:
         main()
     except DataFormatError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
