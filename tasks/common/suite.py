@@ -48,6 +48,7 @@ from typing import Callable, Iterable, Optional
 from mmengine.config import Config
 
 from . import slurm
+from .checkpoint import LAST_CHECKPOINT
 from .files import DataFormatError, write_json_atomic
 from .report import REPO_ROOT, REPORT_NAME, read_report
 from .variants import check_label, get_variant, split_label
@@ -403,7 +404,7 @@ def changed_recipe(run: PlannedRun) -> Optional[str]:
     """Why the run must not resume its checkpoint: its config resolves differently from the one
     the checkpoint was trained with (resuming would mix two recipes in one run); else None."""
     started_with = (read_run_status(run) or {}).get("recipe")
-    if run.config is None or not started_with or not (run.work_dir / "last_checkpoint").exists():
+    if run.config is None or not started_with or not (run.work_dir / LAST_CHECKPOINT).exists():
         return None
     if run.recipe() == started_with:
         return None
