@@ -7,7 +7,7 @@ variants = ['none', 'dropkey-dec']
 seeds = [0]
 tasks = dict(
     classification=dict(epochs=12),  # of 60
-    detection=dict(epochs=3),  # of 14
+    detection=dict(epochs=3),  # of 28
     hoi=dict(epochs=10),  # of 80
     mesh=dict(epochs=8),  # of 30
 )
