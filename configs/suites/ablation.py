@@ -11,10 +11,10 @@
 #   and mesh, whose metrics average over samples; the aggregation pairs it with the
 #   deterministic metric of the same run.
 # Seeds follow the cost: per run at one thread, classification ~60 s, mesh ~430 s, HOI ~1100 s,
-# detection ~1500 s. Classification gets 5 seeds (0-4) for tighter intervals at little cost; the
+# detection ~1600 s. Classification gets 5 seeds (0-4) for tighter intervals at little cost; the
 # others 3, the fewest that give a paired interval with a spread.
-# 19 variants x (5 + 3 + 3 + 3) seeds = 266 runs, 19 x (5 x 60 + 3 x 430 + 3 x 1100 + 3 x 1500) s =
-# 178 410 s of one-thread runs: ~24.8 h at --jobs 2 on 2 cores (one thread per run), plus the
+# 19 variants x (5 + 3 + 3 + 3) seeds = 266 runs, 19 x (5 x 60 + 3 x 430 + 3 x 1100 + 3 x 1600) s =
+# 184 110 s of one-thread runs: ~25.6 h at --jobs 2 on 2 cores (one thread per run), plus the
 # Monte-Carlo evaluations.
 RATIOS = ['0.05', '0.1', '0.2', '0.3']
 SCHEDULES = ['dropkey-const', 'dropkey-dec', 'dropkey-inc']
